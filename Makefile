@@ -1,0 +1,48 @@
+# ocrfleet: every set-up step is here, idempotent and cached. `make demo` and `make test`
+# are the two entry points the README names; both install what they need first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBS := redis-server postgresql fonts-noto-cjk fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: demo test deps system venv k8s-tools lint bench clean
+
+demo: deps ## bring up the local control plane, install ocrfleet, process sample documents
+	$(PY) -m e2e.demo
+
+test: deps ## every test: lint, unit, real Redis/PostgreSQL/Triton, and e2e on the local control plane
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+deps: system venv k8s-tools
+
+system: ## Debian packages: Redis, PostgreSQL, CJK fonts for the document generator
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	# the reference pipeline and the OCR weights; its opencv-python pin would clash with headless
+	$(PY) -m pip install -q --no-deps 'rapidocr-onnxruntime==1.4.4'
+	touch $@
+
+k8s-tools: ## kube-apiserver, controller-manager, scheduler, etcd, kwok, helm from pinned Go modules
+	@e2e/tools/build.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""The error hierarchy, drawn once.
+
+Every error a worker or the API can meet is either *temporary* (retry later: Redis or the
+database is away, Triton is still loading) or *permanent* (the same input will fail again:
+a corrupt file, an unsupported type). The worker retries the first kind with backoff and
+fails the document at once on the second; the API turns both into problem details.
+"""
+
+from __future__ import annotations
+
+
+class OcrfleetError(Exception):
+    """Base of every error ocrfleet raises on purpose."""
+
+    #: A short machine-readable code, stable across releases (used in results and problem types).
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class TemporaryError(OcrfleetError):
+    """Try again later: a dependency is unavailable or overloaded."""
+
+    code = "temporary"
+
+
+class PermanentError(OcrfleetError):
+    """The same input will fail again; fail the item, keep the process running."""
+
+    code = "permanent"
+
+
+class InvalidDocument(PermanentError):
+    """The document itself is unusable: empty, truncated, the wrong type, too large, encrypted."""
+
+    code = "invalid_document"
+
+
+class DocumentTooLarge(InvalidDocument):
+    """Over a configured cap: bytes, pixels or pages."""
+
+    code = "document_too_large"
+
+
+class UnsupportedType(InvalidDocument):
+    """The magic bytes name no type ocrfleet reads."""
+
+    code = "unsupported_type"

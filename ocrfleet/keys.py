@@ -1,0 +1,54 @@
+"""Every Redis key ocrfleet uses, in one place.
+
+All keys of one processing pool (an OcrCluster) share the prefix ``ocrfleet:{cluster}:`` so
+several pools can share one Redis, and a pool's keys can be listed or removed together.
+"""
+
+from __future__ import annotations
+
+PRIORITIES = ("high", "normal", "low")
+"""Queue priorities, most urgent first: a worker drains ``high`` before it reads ``normal``."""
+
+CONSUMER_GROUP = "workers"
+"""The one consumer group every worker of a pool joins."""
+
+
+def _prefix(cluster: str) -> str:
+    return f"ocrfleet:{cluster}"
+
+
+def stream(cluster: str, priority: str = "normal") -> str:
+    """The work stream of a pool at one priority."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r}; expected one of {', '.join(PRIORITIES)}")
+    return f"{_prefix(cluster)}:stream:{priority}"
+
+
+def dead_letter(cluster: str) -> str:
+    """Where a message goes after its last attempt, with its last error."""
+    return f"{_prefix(cluster)}:dead"
+
+
+def job_progress(cluster: str, job: str) -> str:
+    """A hash of per-job counters (total, succeeded, failed, ...) that workers increment."""
+    return f"{_prefix(cluster)}:job:{job}:progress"
+
+
+def job_done(cluster: str, job: str) -> str:
+    """A set of the document ids of a job that reached a final state (counted exactly once)."""
+    return f"{_prefix(cluster)}:job:{job}:done"
+
+
+def throughput(cluster: str) -> str:
+    """A sorted set of recent completion timestamps, for pages/s and ETAs."""
+    return f"{_prefix(cluster)}:throughput"
+
+
+def rate_limit(tenant: str, window: int) -> str:
+    """A tenant's request counter for one fixed rate-limit window."""
+    return f"ocrfleet:ratelimit:{tenant}:{window}"
+
+
+def idempotency(tenant: str, key: str) -> str:
+    """The first answer to a tenant's request with this idempotency key."""
+    return f"ocrfleet:idempotency:{tenant}:{key}"

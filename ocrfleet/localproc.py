@@ -1,0 +1,224 @@
+"""Local servers as child processes: Redis and PostgreSQL on free loopback ports.
+
+The embedded path (``ocrfleet process``), the benchmarks and the tests start the real
+servers from Debian's packages this way. Each server gets its own temporary directory,
+waits until it answers, and stops cleanly (its directory removed) on ``stop()`` or when the
+``with`` block ends. A server that fails to start raises :class:`ServiceError` with its log
+tail instead of hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ocrfleet.errors import OcrfleetError
+
+
+class ServiceError(OcrfleetError):
+    code = "service_failed"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_binary(name: str, *candidates: str) -> str:
+    for c in (shutil.which(name), *candidates):
+        if c and os.access(c, os.X_OK):
+            return c
+    raise ServiceError(f"{name} is not installed; run `make deps` (Debian package) first")
+
+
+class LocalProcess:
+    """A child process with a log file, a readiness check and a clean stop."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, workdir: Path, env: dict | None = None,
+                 user: str | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.env = env
+        self.user = user
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> LocalProcess:
+        log = open(self.log_path, "ab")
+        preexec = _demote(self.user) if self.user else None
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.workdir, preexec_fn=preexec, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return self
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceError(f"{self.name} did not become ready in {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.running:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout)
+
+
+def _demote(user: str) -> Callable[[], None]:
+    entry = pwd.getpwnam(user)
+
+    def preexec() -> None:
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    return preexec
+
+
+class RedisServer:
+    """``redis-server`` on a free loopback port; AOF on so a restart loses nothing acknowledged."""
+
+    def __init__(self, workdir: Path | None = None, *, port: int | None = None, appendonly: bool = True) -> None:
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ocrfleet-redis-"))
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.process: LocalProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = find_binary("redis-server", "/usr/bin/redis-server")
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+        if self.appendonly:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        self.process = LocalProcess("redis", argv, workdir=self.workdir).start(self._ping)
+        return self
+
+    def _ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def restart(self) -> None:
+        """Kill Redis hard and start it again on the same port and data (AOF replay)."""
+        assert self.process is not None
+        self.process.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster (initdb) on a free loopback port.
+
+    PostgreSQL refuses to run as root, so under root it runs as the ``postgres`` user that
+    Debian's package creates.
+    """
+
+    def __init__(self, workdir: Path | None = None, *, port: int | None = None) -> None:
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ocrfleet-pg-"))
+        self.port = port or free_port()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.process: LocalProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://ocrfleet@127.0.0.1:{self.port}/ocrfleet"
+
+    def start(self) -> PostgresServer:
+        bindir = _pg_bindir()
+        data = self.workdir / "data"
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
+        if not data.exists():
+            init = LocalProcess("initdb", [str(bindir / "initdb"), "-D", str(data), "-U", "ocrfleet",
+                                           "--auth=trust", "-E", "UTF8", "--no-sync"],
+                                workdir=self.workdir, user=self.user)
+            init.start(lambda: init.proc.poll() == 0 if init.proc else False, timeout=60)
+            if init.proc and init.proc.wait(60) != 0:
+                raise ServiceError(f"initdb failed:\n{init.log_tail()}")
+        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
+                "-k", str(self.workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200"]
+        self.process = LocalProcess("postgres", argv, workdir=self.workdir, user=self.user)
+        self.process.start(self._ready, timeout=60)
+        return self
+
+    def _ready(self) -> bool:
+        bindir = _pg_bindir()
+        ok = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                            capture_output=True).returncode == 0
+        if ok:
+            subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "ocrfleet", "ocrfleet"], capture_output=True)
+        return ok
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(timeout=20)
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _pg_bindir() -> Path:
+    for version in ("17", "16", "15"):
+        d = Path(f"/usr/lib/postgresql/{version}/bin")
+        if (d / "postgres").exists():
+            return d
+    raise ServiceError("PostgreSQL is not installed; run `make deps` (Debian package postgresql)")

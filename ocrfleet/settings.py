@@ -1,0 +1,25 @@
+"""Settings every part reads: where Redis, the database and the blobs are, and which pool.
+
+Read once from the environment (prefix ``OCRFLEET_``) into a typed object; each image's own
+settings extend :class:`CoreSettings`. Tests build the object directly.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OCRFLEET_", extra="ignore")
+
+    cluster: str = Field("default", description="cluster: the OcrCluster (processing pool) this process serves.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis_url: the queue and counters.")
+    database_url: str = Field(
+        "sqlite:///ocrfleet.db", description="database_url: the results store (SQLAlchemy URL)."
+    )
+    blob_root: str = Field("./blobs", description="blob_root: directory of the content-addressed blob store.")
+    max_attempts: int = Field(3, ge=1, description="max_attempts: tries per document before the dead letters.")
+    claim_idle_ms: int = Field(
+        60_000, ge=1000, description="claim_idle_ms: how long an in-flight task may idle before it is reclaimed."
+    )
