@@ -3,7 +3,8 @@
 Content-addressed: a blob's reference is ``sha256:<hex>`` of its bytes, so the same document
 uploaded twice is stored once, and the reference doubles as the cache key. Writes stream to
 a temporary file and are renamed into place only when complete, under a size cap, so a huge
-or interrupted upload never leaves a partial blob behind.
+or interrupted upload never leaves a partial blob behind. A caller that must check the whole
+document before it keeps it (the API) *stages* it first and commits or discards the stage.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class LocalBlobStore:
 
     def put_chunks(self, chunks: Iterable[bytes], *, max_bytes: int | None) -> Blob:
         """Stream ``chunks`` into the store; raises DocumentTooLarge past ``max_bytes``."""
-        writer = _Writer(self.root, max_bytes)
+        writer = StagedBlob(self.root, max_bytes)
         try:
             for chunk in chunks:
                 writer.write(chunk)
@@ -63,7 +64,7 @@ class LocalBlobStore:
             writer.discard()
 
     async def put_async(self, chunks: AsyncIterator[bytes], *, max_bytes: int | None) -> Blob:
-        writer = _Writer(self.root, max_bytes)
+        writer = StagedBlob(self.root, max_bytes)
         try:
             async for chunk in chunks:
                 writer.write(chunk)
@@ -71,8 +72,26 @@ class LocalBlobStore:
         finally:
             writer.discard()
 
+    async def stage_async(self, chunks: AsyncIterator[bytes], *, max_bytes: int | None) -> StagedBlob:
+        """Stream ``chunks`` to a temporary file and hand it back uncommitted.
 
-class _Writer:
+        The caller checks what it must, then calls :meth:`StagedBlob.commit` (the blob becomes
+        visible) or :meth:`StagedBlob.discard` (nothing is left behind). Raises, leaving
+        nothing, when ``chunks`` raise or pass ``max_bytes``.
+        """
+        staged = StagedBlob(self.root, max_bytes)
+        try:
+            async for chunk in chunks:
+                staged.write(chunk)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
+
+class StagedBlob:
+    """A blob being written: a temporary file, its running digest and size."""
+
     def __init__(self, root: Path, max_bytes: int | None) -> None:
         self.root = root
         self.max_bytes = max_bytes
@@ -87,6 +106,10 @@ class _Writer:
             raise DocumentTooLarge(f"document is larger than the {self.max_bytes}-byte limit")
         self.digest.update(chunk)
         self.file.write(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
 
     def commit(self) -> Blob:
         self.file.close()

@@ -52,3 +52,13 @@ def rate_limit(tenant: str, window: int) -> str:
 def idempotency(tenant: str, key: str) -> str:
     """The first answer to a tenant's request with this idempotency key."""
     return f"ocrfleet:idempotency:{tenant}:{key}"
+
+
+def signature_seen(tenant: str, signature: str) -> str:
+    """Marks a request signature as used, for as long as its timestamp is acceptable (replays)."""
+    return f"ocrfleet:signature:{tenant}:{signature}"
+
+
+def tenant_daily_stats(tenant: str, day: str) -> str:
+    """A hash of a tenant's API counters for one UTC day (``YYYY-MM-DD``): cache checks, hits."""
+    return f"ocrfleet:stats:{tenant}:{day}"
