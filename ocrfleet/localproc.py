@@ -55,11 +55,10 @@ class LocalProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> LocalProcess:
-        log = open(self.log_path, "ab")
         preexec = _demote(self.user) if self.user else None
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.workdir, preexec_fn=preexec, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=self.workdir, preexec_fn=preexec, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -181,12 +180,12 @@ class PostgresServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
         if not data.exists():
-            init = LocalProcess("initdb", [str(bindir / "initdb"), "-D", str(data), "-U", "ocrfleet",
-                                           "--auth=trust", "-E", "UTF8", "--no-sync"],
-                                workdir=self.workdir, user=self.user)
-            init.start(lambda: init.proc.poll() == 0 if init.proc else False, timeout=60)
-            if init.proc and init.proc.wait(60) != 0:
-                raise ServiceError(f"initdb failed:\n{init.log_tail()}")
+            preexec = _demote(self.user) if self.user else None
+            init = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "ocrfleet", "--auth=trust",
+                                   "-E", "UTF8", "--no-sync"], capture_output=True, text=True,
+                                  preexec_fn=preexec, cwd=self.workdir, timeout=120)
+            if init.returncode != 0:
+                raise ServiceError(f"initdb failed:\n{(init.stdout + init.stderr)[-3000:]}")
         argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
                 "-k", str(self.workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
                 "-c", "full_page_writes=off", "-c", "max_connections=200"]

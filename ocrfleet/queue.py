@@ -17,10 +17,13 @@ A message (:class:`Task`) names one document: its id, tenant, job, blob and hint
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
+
+from redis import exceptions as redis_errors
 
 from ocrfleet import keys
 
@@ -122,12 +125,10 @@ class WorkQueue:
 
     def ensure_groups(self) -> None:
         """Create the consumer group on every priority stream (idempotent)."""
-        import redis as redis_lib
-
         for name in self.streams:
             try:
                 self.redis.xgroup_create(name, keys.CONSUMER_GROUP, id="0", mkstream=True)
-            except redis_lib.ResponseError as exc:
+            except redis_errors.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
@@ -238,10 +239,8 @@ class WorkQueue:
         lengths = pipe.execute()
         in_flight = 0
         for name in self.streams:
-            try:
+            with contextlib.suppress(redis_errors.ResponseError):  # no group yet: nothing delivered
                 in_flight += int(self.redis.xpending(name, keys.CONSUMER_GROUP)["pending"])
-            except Exception:  # no group yet: nothing delivered
-                pass
         total = sum(int(n) for n in lengths)
         return QueueDepth(waiting=max(total - in_flight, 0), in_flight=in_flight)
 

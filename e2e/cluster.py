@@ -1,0 +1,339 @@
+"""A real Kubernetes control plane on 127.0.0.1, as plain processes: no Docker, no kubelet.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream binaries,
+built from pinned Go modules by ``e2e/tools/build.sh``; kwok plays the kubelet for fake
+nodes (one CPU node and two GPU nodes advertising ``nvidia.com/gpu: 1``), so scheduling,
+garbage collection, Deployments, HPAs and the aggregation layer are all real, and pods
+become Running/Ready without containers.
+
+    python -m e2e.cluster up        # start (or reuse) the cluster, print how to reach it
+    python -m e2e.cluster status    # components, nodes, pods
+    python -m e2e.cluster down      # stop every process and remove the cluster directory
+
+:class:`LocalCluster` has pytest-kind's interface (``name``, ``kubeconfig_path``,
+``kubectl()``), so tests do not care whether kind or this control plane is behind it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from e2e.certs import make_pki
+from ocrfleet.localproc import LocalProcess, ServiceError, free_port
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("OCRFLEET_CACHE", Path.home() / ".cache" / "ocrfleet"))
+
+CONTROLLERS = ",".join([
+    "deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
+    "job-controller", "cronjob-controller", "horizontal-pod-autoscaler-controller",
+    "garbage-collector-controller", "namespace-controller", "serviceaccount-controller",
+    "serviceaccount-token-controller", "pod-garbage-collector-controller", "disruption-controller",
+    "endpointslice-controller", "ttl-after-finished-controller", "root-ca-certificate-publisher-controller",
+])
+
+# Fake nodes: what a small GPU pool looks like to the scheduler.
+NODES = [
+    {"name": "cpu-0", "cpu": "16", "memory": "64Gi", "gpus": 0},
+    {"name": "gpu-0", "cpu": "16", "memory": "128Gi", "gpus": 1},
+    {"name": "gpu-1", "cpu": "16", "memory": "128Gi", "gpus": 1},
+]
+
+
+def build_tools() -> Path:
+    """Build (or find cached) binaries; returns their directory. Fails loudly with the log tail."""
+    proc = subprocess.run([str(HERE / "tools" / "build.sh")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ServiceError(f"building the control-plane binaries failed:\n{proc.stderr[-4000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def node_manifest(name: str, cpu: str, memory: str, gpus: int) -> dict:
+    labels = {
+        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": "gpu-h100-1" if gpus else "cpu-16",
+        "type": "kwok",
+    }
+    capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
+    taints = []
+    if gpus:
+        labels |= {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                   "nvidia.com/gpu.count": str(gpus), "ocrfleet.io/pool": "gpu"}
+        capacity["nvidia.com/gpu"] = str(gpus)
+        taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"taints": taints},
+        "status": {"capacity": capacity, "allocatable": capacity,
+                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                                "kubeletVersion": "fake", "kubeProxyVersion": "fake"}},
+    }
+
+
+class LocalCluster:
+    """The control plane's processes, their ports and certificates, in one directory.
+
+    The directory holds ``state.json`` so that ``up`` in one process and ``down`` in another
+    find the same cluster.
+    """
+
+    def __init__(self, name: str = "ocrfleet", directory: Path | None = None) -> None:
+        self.name = name
+        self.directory = Path(directory) if directory else CACHE / "clusters" / name
+        self.kubeconfig_path = self.directory / "kubeconfig"
+        self.bin: Path | None = None
+        self.processes: dict[str, LocalProcess] = {}
+        self.ports: dict[str, int] = {}
+
+    # -- pytest-kind's interface ------------------------------------------------------------
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> str:
+        proc = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig_path}", *args], input=input,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        return proc.stdout
+
+    def port_forward(self, *args, **kwargs):
+        raise NotImplementedError("the local control plane has no kubelet: pods run nowhere, nothing to forward to")
+
+    def load_docker_image(self, *args, **kwargs):
+        raise NotImplementedError("the local control plane has no container runtime")
+
+    @property
+    def helm(self) -> Path:
+        return (self.bin or build_tools()) / "helm"
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def create(self, timeout: float = 90) -> LocalCluster:
+        """Start every component and wait until the fake nodes are Ready."""
+        t0 = time.monotonic()
+        self.bin = build_tools()
+        if self.directory.exists():
+            self._stop_recorded()
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True)
+        pki = make_pki(self.directory / "pki")
+        self.ports = {k: free_port() for k in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler",
+                                               "kwok")}
+        try:
+            self._start_etcd()
+            self._start_apiserver(pki)
+            self._write_kubeconfig(pki)
+            self._save_state()
+            self._start("controller-manager", [
+                str(self.bin / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig_path}", f"--authentication-kubeconfig={self.kubeconfig_path}",
+                f"--authorization-kubeconfig={self.kubeconfig_path}", "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['controller-manager']}", "--leader-elect=false",
+                "--use-service-account-credentials=false", f"--controllers={CONTROLLERS}",
+                f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+                "--horizontal-pod-autoscaler-sync-period=5s", "--concurrent-gc-syncs=5",
+            ], ready=self._healthz("controller-manager"))
+            self._start("scheduler", [
+                str(self.bin / "kube-scheduler"), f"--kubeconfig={self.kubeconfig_path}",
+                f"--authentication-kubeconfig={self.kubeconfig_path}",
+                f"--authorization-kubeconfig={self.kubeconfig_path}", "--leader-elect=false",
+                "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
+            ], ready=self._healthz("scheduler"))
+            self._start("kwok", [
+                str(self.bin / "kwok"), f"--kubeconfig={self.kubeconfig_path}",
+                f"--config={self.bin.parent / 'kwok-stages.yaml'}", "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--cidr=10.244.0.0/16", "--node-ip=10.255.0.1", "--node-lease-duration-seconds=40",
+                "--server-address=127.0.0.1", f"--node-port={self.ports['kwok']}",
+            ], ready=lambda: True)
+            self._save_state()
+            self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(node_manifest(**n)) for n in NODES))
+            deadline = t0 + timeout
+            self._wait(lambda: self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=1s",
+                                            check=False).count("condition met") == len(NODES),
+                       deadline, "the fake nodes to become Ready", "kwok")
+            self._wait(lambda: "default" in self.kubectl("get", "serviceaccount", "-n", "default", "-o", "name",
+                                                         check=False),
+                       deadline, "the default service account", "controller-manager")
+        except BaseException:
+            self.delete()
+            raise
+        self.started_in = time.monotonic() - t0
+        return self
+
+    def delete(self) -> None:
+        """Stop every component (APIServices first, so nothing hangs) and remove the directory."""
+        for proc in reversed(list(self.processes.values())):
+            proc.stop()
+        self.processes.clear()
+        self._stop_recorded()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- components ---------------------------------------------------------------------------
+
+    def _start(self, name: str, argv: list[str], *, ready, timeout: float = 60) -> None:
+        proc = LocalProcess(name, argv, workdir=self.directory)
+        self.processes[name] = proc
+        proc.start(ready, timeout=timeout)
+
+    def _start_etcd(self) -> None:
+        e, p = self.ports["etcd"], self.ports["etcd-peer"]
+        self._start("etcd", [
+            str(self.bin / "etcd"), "--name=local", f"--data-dir={self.directory / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{e}", f"--advertise-client-urls=http://127.0.0.1:{e}",
+            f"--listen-peer-urls=http://127.0.0.1:{p}", f"--initial-advertise-peer-urls=http://127.0.0.1:{p}",
+            f"--initial-cluster=local=http://127.0.0.1:{p}", "--unsafe-no-fsync=true", "--log-level=warn",
+        ], ready=lambda: urllib.request.urlopen(f"http://127.0.0.1:{e}/health", timeout=1).status == 200)
+
+    def _start_apiserver(self, pki: Path) -> None:
+        a = self.ports["apiserver"]
+        self._start("apiserver", [
+            str(self.bin / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1", f"--secure-port={a}", "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none", f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-issuer=https://127.0.0.1:{a}", f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}", "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            "--disable-admission-plugins=TaintNodesByCondition",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client", "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+        ], ready=lambda: self._get(f"https://127.0.0.1:{a}/readyz", pki) == 200, timeout=90)
+
+    def _get(self, url: str, pki: Path) -> int:
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            return resp.status
+
+    def _healthz(self, name: str):
+        ctx = ssl._create_unverified_context()  # the component's self-signed serving cert
+        url = f"https://127.0.0.1:{self.ports[name]}/healthz"
+        return lambda: urllib.request.urlopen(url, context=ctx, timeout=1).status == 200
+
+    def _write_kubeconfig(self, pki: Path) -> None:
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": self.name,
+            "clusters": [{"name": self.name, "cluster": {
+                "server": f"https://127.0.0.1:{self.ports['apiserver']}",
+                "certificate-authority": str(pki / "ca.crt")}}],
+            "users": [{"name": "admin", "user": {"client-certificate": str(pki / "admin.crt"),
+                                                 "client-key": str(pki / "admin.key")}}],
+            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": "admin"}}],
+        }
+        self.kubeconfig_path.write_text(json.dumps(config, indent=2))
+
+    def _wait(self, condition, deadline: float, what: str, component: str) -> None:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if condition():
+                    return
+            time.sleep(0.2)
+        proc = self.processes.get(component)
+        tail = proc.log_tail() if proc else "(not running)"
+        raise ServiceError(f"timed out waiting for {what}; {component} log tail:\n{tail}")
+
+    # -- state across processes (python -m e2e.cluster up / down) ------------------------------
+
+    def _save_state(self) -> None:
+        state = {"name": self.name, "ports": self.ports, "bin": str(self.bin),
+                 "pids": {n: p.proc.pid for n, p in self.processes.items() if p.proc}}
+        (self.directory / "state.json").write_text(json.dumps(state, indent=2))
+
+    def _load_state(self) -> dict | None:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            return json.loads((self.directory / "state.json").read_text())
+        return None
+
+    def _stop_recorded(self) -> None:
+        """Stop processes recorded by another invocation (each leads its own process group)."""
+        state = self._load_state()
+        if not state:
+            return
+        pids = list(state.get("pids", {}).values())
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+                time.sleep(0.1)
+            if not any(_alive(p) for p in pids):
+                break
+
+    def is_running(self) -> bool:
+        state = self._load_state()
+        return bool(state) and all(_alive(p) for p in state["pids"].values())
+
+    def attach(self) -> LocalCluster:
+        """Use a cluster that ``up`` started in another process."""
+        state = self._load_state()
+        if not state:
+            raise ServiceError(f"no local cluster {self.name!r} is running; start one with `python -m e2e.cluster up`")
+        self.ports, self.bin = state["ports"], Path(state["bin"])
+        return self
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return False
+
+
+def temporary_cluster(name: str = "ocrfleet-test") -> LocalCluster:
+    """A cluster in a fresh temporary directory (tests): removed by ``delete()``."""
+    return LocalCluster(name, Path(tempfile.mkdtemp(prefix=f"{name}-")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("--name", default="ocrfleet")
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(args.name)
+    if args.command == "up":
+        if cluster.is_running():
+            cluster.attach()
+            print(f"cluster {args.name!r} is already running", file=sys.stderr)
+        else:
+            cluster.create()
+            print(f"cluster {args.name!r} started in {cluster.started_in:.1f} s", file=sys.stderr)
+        print(f"export KUBECONFIG={cluster.kubeconfig_path}")
+        print(f"# helm: {cluster.helm}", file=sys.stderr)
+    elif args.command == "down":
+        cluster.delete()
+        print(f"cluster {args.name!r} stopped", file=sys.stderr)
+    elif args.command == "kubeconfig":
+        print(cluster.attach().kubeconfig_path)
+    else:
+        if not cluster.is_running():
+            print(f"cluster {args.name!r} is not running")
+            return 1
+        cluster.attach()
+        print(cluster.kubectl("version"))
+        print(cluster.kubectl("get", "nodes", "-o", "wide"))
+        print(cluster.kubectl("get", "pods", "-A"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
