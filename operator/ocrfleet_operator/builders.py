@@ -1,0 +1,459 @@
+"""Pure builders: an OcrCluster in, the manifests of its children out.
+
+Nothing here talks to the API. Each function takes the cluster object as the API server
+returns it (``metadata`` and a ``spec`` with the CRD's defaults already applied) and returns
+plain dicts ready for server-side apply. The I/O lives in :mod:`.reconcile`.
+
+Children of a cluster ``NAME``:
+
+========================  =====================================================================
+``NAME-api``              Deployment and Service of the HTTP API
+``NAME-worker``           Deployment: the queue consumer and Triton side by side, one GPU each
+``NAME-worker``           HorizontalPodAutoscaler on the external metric ``ocrfleet_queue_depth``
+``NAME-api``/``-worker``  PodDisruptionBudgets
+========================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "ocrfleet.io"
+VERSION = "v1alpha1"
+QUEUE_DEPTH_METRIC = "ocrfleet_queue_depth"
+CLUSTER_LABEL = "ocrfleet.io/cluster"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = "ocrfleet-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+TRITON_HTTP_PORT = 8000
+TRITON_GRPC_PORT = 8001
+TRITON_METRICS_PORT = 8002
+RUN_DIR = "/run/ocrfleet"
+DRAIN_FILE = f"{RUN_DIR}/drain"
+BUSY_FILE = f"{RUN_DIR}/busy"
+MODELS_DIR = "/models"
+DATA_DIR = "/data"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the operator knows that the cluster's spec does not say."""
+
+    default_redis_url: str = "redis://127.0.0.1:6379/0"
+    default_database_url: str = "sqlite:////data/ocrfleet.db"
+
+
+# -- names and labels ------------------------------------------------------------------------
+
+
+def api_name(cluster: str) -> str:
+    return f"{cluster}-api"
+
+
+def worker_name(cluster: str) -> str:
+    return f"{cluster}-worker"
+
+
+def selector_labels(cluster: str, component: str) -> dict[str, str]:
+    return {CLUSTER_LABEL: cluster, COMPONENT_LABEL: component}
+
+
+def labels(cluster: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "ocrfleet",
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/part-of": "ocrfleet",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        **selector_labels(cluster, component),
+    }
+
+
+def owner_reference(cluster: Mapping) -> dict[str, Any]:
+    meta = cluster["metadata"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "OcrCluster",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(cluster: Mapping, name: str, component: str) -> dict[str, Any]:
+    meta = cluster["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": labels(meta["name"], component),
+        "ownerReferences": [owner_reference(cluster)],
+    }
+
+
+# -- shared pod parts ------------------------------------------------------------------------
+
+
+def _secret_env(name: str, ref: Mapping) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
+
+
+def core_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
+    """The ``OCRFLEET_*`` variables every pod of a cluster reads (see ocrfleet.settings)."""
+    spec = cluster["spec"]
+    redis, database, pre = spec.get("redis", {}), spec.get("database", {}), spec.get("preprocessing", {})
+    env: list[dict[str, Any]] = [{"name": "OCRFLEET_CLUSTER", "value": cluster["metadata"]["name"]}]
+    if "urlSecretRef" in redis:
+        env.append(_secret_env("OCRFLEET_REDIS_URL", redis["urlSecretRef"]))
+    else:
+        env.append({"name": "OCRFLEET_REDIS_URL", "value": redis.get("url", ctx.default_redis_url)})
+    if "urlSecretRef" in database:
+        env.append(_secret_env("OCRFLEET_DATABASE_URL", database["urlSecretRef"]))
+    else:
+        env.append({"name": "OCRFLEET_DATABASE_URL", "value": ctx.default_database_url})
+    env.append({"name": "OCRFLEET_BLOB_ROOT", "value": f"{DATA_DIR}/blobs"})
+    s3 = spec.get("storage", {}).get("s3")
+    if s3:
+        env += [
+            {"name": "OCRFLEET_S3_BUCKET", "value": s3["bucket"]},
+            {"name": "OCRFLEET_S3_PREFIX", "value": s3.get("prefix", "")},
+            {"name": "OCRFLEET_S3_ENDPOINT", "value": s3.get("endpoint", "")},
+        ]
+    env += [
+        {"name": "OCRFLEET_MAX_SIDE_PIXELS", "value": str(pre.get("maxSidePixels", 4096))},
+        {"name": "OCRFLEET_PDF_DPI", "value": str(pre.get("pdfDpi", 200))},
+        {"name": "OCRFLEET_MAX_PAGES", "value": str(pre.get("maxPages", 200))},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    return env
+
+
+def _s3_env_from(spec: Mapping) -> list[dict[str, Any]]:
+    s3 = spec.get("storage", {}).get("s3")
+    if s3 and "credentialsSecretRef" in s3:
+        return [{"secretRef": {"name": s3["credentialsSecretRef"]["name"]}}]
+    return []
+
+
+def data_volume(spec: Mapping) -> dict[str, Any]:
+    pvc = spec.get("storage", {}).get("pvc")
+    if pvc:
+        return {"name": "data", "persistentVolumeClaim": {"claimName": pvc["claimName"]}}
+    return {"name": "data", "emptyDir": {}}
+
+
+def data_mount(spec: Mapping) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": "data", "mountPath": DATA_DIR}
+    sub = spec.get("storage", {}).get("pvc", {}).get("subPath")
+    if sub:
+        mount["subPath"] = sub
+    return mount
+
+
+def _wait_until_idle(then: str = "") -> list[str]:
+    """A preStop command: wait while the worker still holds pages (its busy file exists)."""
+    script = f"while [ -e {BUSY_FILE} ]; do sleep 1; done"
+    return ["/bin/sh", "-c", f"{then}{script}"]
+
+
+# -- API -------------------------------------------------------------------------------------
+
+
+def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
+    name = cluster["metadata"]["name"]
+    spec = cluster["spec"]
+    api = spec["api"]
+    env = core_env(cluster, ctx) + [
+        {"name": "OCRFLEET_API_PORT", "value": str(api["port"])},
+        {"name": "OCRFLEET_API_RATE_LIMIT_PER_MINUTE", "value": str(api["rateLimitPerMinute"])},
+        {"name": "OCRFLEET_API_MAX_UPLOAD_BYTES", "value": str(api["maxUploadBytes"])},
+    ]
+    volumes = [data_volume(spec)]
+    mounts = [data_mount(spec)]
+    if "authSecretRef" in api:
+        env.append({"name": "OCRFLEET_API_KEYS_DIR", "value": "/etc/ocrfleet/api-keys"})
+        volumes.append({"name": "api-keys", "secret": {"secretName": api["authSecretRef"]["name"]}})
+        mounts.append({"name": "api-keys", "mountPath": "/etc/ocrfleet/api-keys", "readOnly": True})
+    container = {
+        "name": "api",
+        "image": api["image"],
+        "ports": [{"name": "http", "containerPort": api["port"], "protocol": "TCP"}],
+        "env": env,
+        "envFrom": _s3_env_from(spec),
+        "volumeMounts": mounts,
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 6},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(cluster, api_name(name), "api"),
+        "spec": {
+            "replicas": api["replicas"],
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels(name, "api")},
+            "template": {
+                "metadata": {"labels": labels(name, "api")},
+                "spec": {"containers": [container], "volumes": volumes},
+            },
+        },
+    }
+
+
+def api_service(cluster: Mapping) -> Manifest:
+    name = cluster["metadata"]["name"]
+    api = cluster["spec"]["api"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(cluster, api_name(name), "api"),
+        "spec": {
+            "type": api["serviceType"],
+            "selector": selector_labels(name, "api"),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def api_endpoint(cluster: Mapping) -> str:
+    meta = cluster["metadata"]
+    return f"http://{api_name(meta['name'])}.{meta['namespace']}.svc:80"
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def worker_tolerations(workers: Mapping) -> list[dict[str, Any]]:
+    """The spec's tolerations, plus the usual GPU-pool taint when the pod asks for GPUs."""
+    tolerations = [dict(t) for t in workers.get("tolerations", [])]
+    gpu = workers["gpu"]
+    if gpu["count"] > 0 and not any(t.get("key") == gpu["resourceName"] for t in tolerations):
+        tolerations.append({"key": gpu["resourceName"], "operator": "Exists", "effect": "NoSchedule"})
+    return tolerations
+
+
+def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | None = None) -> Manifest:
+    """The worker Deployment; ``replicas`` only on creation (afterwards the HPA owns it)."""
+    name = cluster["metadata"]["name"]
+    spec = cluster["spec"]
+    workers, triton = spec["workers"], spec["triton"]
+    gpu = workers["gpu"]
+    gpu_resources = {gpu["resourceName"]: str(gpu["count"])} if gpu["count"] > 0 else {}
+    triton_resources = _merge_resources(triton.get("resources", {}), gpu_resources)
+    grace = workers["terminationGracePeriodSeconds"]
+    run_mount = {"name": "run", "mountPath": RUN_DIR}
+    models_mount = {"name": "models", "mountPath": MODELS_DIR}
+    triton_env = [
+        {"name": "OCRFLEET_TRITON_MODEL", "value": triton["modelName"]},
+        {"name": "OCRFLEET_TRITON_MAX_BATCH_SIZE", "value": str(triton["maxBatchSize"])},
+        {"name": "OCRFLEET_TRITON_MAX_QUEUE_DELAY_US", "value": str(triton["maxQueueDelayMicroseconds"])},
+        {"name": "OCRFLEET_TRITON_INSTANCE_COUNT", "value": str(triton["instanceCount"])},
+    ]
+    model_repository = {
+        # Renders the model repository (config.pbtxt with the batch settings above) into /models.
+        "name": "model-repository",
+        "image": workers["image"],
+        "imagePullPolicy": workers["imagePullPolicy"],
+        "command": ["python", "-m", "ocrfleet_worker.model_repository", MODELS_DIR],
+        "env": triton_env,
+        "volumeMounts": [models_mount],
+    }
+    worker = {
+        "name": "worker",
+        "image": workers["image"],
+        "imagePullPolicy": workers["imagePullPolicy"],
+        "env": core_env(cluster, ctx) + triton_env + [
+            {"name": "OCRFLEET_TRITON_URL", "value": f"127.0.0.1:{TRITON_GRPC_PORT}"},
+            {"name": "OCRFLEET_CONSUMER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "OCRFLEET_DRAIN_FILE", "value": DRAIN_FILE},
+            {"name": "OCRFLEET_BUSY_FILE", "value": BUSY_FILE},
+        ],
+        "envFrom": _s3_env_from(spec),
+        "volumeMounts": [data_mount(spec), run_mount],
+        "resources": dict(workers.get("resources", {})),
+        # Stop taking work, then wait until the pages in hand are stored and acked.
+        "lifecycle": {"preStop": {"exec": {"command": _wait_until_idle(f"touch {DRAIN_FILE}; ")}}},
+    }
+    triton_container = {
+        "name": "triton",
+        "image": triton["image"],
+        "args": [
+            "tritonserver",
+            f"--model-repository={MODELS_DIR}",
+            "--strict-readiness=true",
+            f"--http-port={TRITON_HTTP_PORT}",
+            f"--grpc-port={TRITON_GRPC_PORT}",
+            f"--metrics-port={TRITON_METRICS_PORT}",
+        ],
+        "ports": [
+            {"name": "triton-http", "containerPort": TRITON_HTTP_PORT, "protocol": "TCP"},
+            {"name": "triton-grpc", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"},
+            {"name": "triton-metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": triton_resources,
+        "volumeMounts": [models_mount, run_mount],
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "triton-http"},
+            "periodSeconds": 5,
+            "failureThreshold": max(workers["startupDeadlineSeconds"] // 5, 1),
+        },
+        # The pod takes work only once the OCR model is loaded and ready.
+        "readinessProbe": {
+            "httpGet": {"path": f"/v2/models/{triton['modelName']}/ready", "port": "triton-http"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "triton-http"},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+        # Triton must outlive the worker's last batch: it stops only when the worker is idle.
+        "lifecycle": {"preStop": {"exec": {"command": _wait_until_idle()}}},
+    }
+    pod_spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": grace,
+        "initContainers": [model_repository],
+        "containers": [worker, triton_container],
+        "volumes": [
+            data_volume(spec),
+            {"name": "models", "emptyDir": {}},
+            {"name": "run", "emptyDir": {"medium": "Memory"}},
+        ],
+    }
+    if workers.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(workers["nodeSelector"])
+    tolerations = worker_tolerations(workers)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    deployment_spec: dict[str, Any] = {
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": selector_labels(name, "worker")},
+        # GPUs are scarce: replace pods one at a time instead of asking for a spare GPU.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+        "template": {"metadata": {"labels": labels(name, "worker")}, "spec": pod_spec},
+    }
+    if replicas is not None:
+        deployment_spec = {"replicas": replicas, **deployment_spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(cluster, worker_name(name), "worker"),
+        "spec": deployment_spec,
+    }
+
+
+def _merge_resources(base: Mapping, extended: Mapping[str, str]) -> dict[str, Any]:
+    """Add extended resources (GPUs) to both requests and limits, as Kubernetes requires."""
+    out = {k: dict(v) for k, v in base.items()}
+    for section in ("requests", "limits"):
+        if extended:
+            out.setdefault(section, {}).update(extended)
+    return out
+
+
+def initial_worker_replicas(cluster: Mapping) -> int:
+    """A new cluster starts at its minimum (0 with scale to zero)."""
+    return cluster["spec"]["workers"]["minReplicas"]
+
+
+def worker_hpa(cluster: Mapping) -> Manifest:
+    """Scale workers 1..max on queue depth (waiting + in flight) per worker.
+
+    The HPA cannot scale to zero; with ``minReplicas: 0`` the operator moves the Deployment
+    between 0 and 1 itself (see :func:`ocrfleet_operator.decisions.scale_override`).
+    """
+    name = cluster["metadata"]["name"]
+    workers = cluster["spec"]["workers"]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(cluster, worker_name(name), "worker"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker_name(name)},
+            "minReplicas": max(1, workers["minReplicas"]),
+            "maxReplicas": workers["maxReplicas"],
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {
+                            "name": QUEUE_DEPTH_METRIC,
+                            "selector": {"matchLabels": {CLUSTER_LABEL: name}},
+                        },
+                        "target": {
+                            "type": "AverageValue",
+                            "averageValue": str(workers["targetQueueDepthPerWorker"]),
+                        },
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": workers["scaleUpStabilizationSeconds"],
+                    "selectPolicy": "Max",
+                    "policies": [
+                        {"type": "Percent", "value": 100, "periodSeconds": 15},
+                        {"type": "Pods", "value": 4, "periodSeconds": 15},
+                    ],
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": workers["scaleDownStabilizationSeconds"],
+                    "selectPolicy": "Max",
+                    "policies": [{"type": "Percent", "value": 50, "periodSeconds": 30}],
+                },
+            },
+        },
+    }
+
+
+def pdb(cluster: Mapping, component: str) -> Manifest:
+    """At most one pod of a component down at a time through voluntary disruptions."""
+    name = cluster["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(cluster, f"{name}-{component}", component),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(name, component)}},
+    }
+
+
+def cluster_children(cluster: Mapping, ctx: BuildContext) -> list[Manifest]:
+    """Every child of a cluster, in apply order. The worker Deployment carries no replicas."""
+    return [
+        api_deployment(cluster, ctx),
+        api_service(cluster),
+        worker_deployment(cluster, ctx),
+        worker_hpa(cluster),
+        pdb(cluster, "api"),
+        pdb(cluster, "worker"),
+    ]
+
+
+# -- drift -----------------------------------------------------------------------------------
+
+
+def drifted(desired: Any, live: Any) -> bool:
+    """True when ``live`` lacks or contradicts something ``desired`` says.
+
+    Fields the API server adds (defaults, status, other managers' fields) are ignored: a
+    dict matches when each of its keys matches; lists must match element by element.
+    """
+    if desired in ({}, []) and live is None:
+        return False  # the API server leaves out empty lists and objects
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return True
+        return any(drifted(v, live.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return True
+        return any(drifted(d, v) for d, v in zip(desired, live, strict=True))
+    return desired != live

@@ -1,0 +1,166 @@
+"""The rendered children of an OcrCluster, checked by value."""
+
+from __future__ import annotations
+
+from ocrfleet_operator import builders
+from ocrfleet_operator.builders import BuildContext, drifted
+
+from .conftest import make_cluster
+
+CTX = BuildContext(default_redis_url="redis://redis.ocr:6379/0")
+
+
+def containers(deployment):
+    return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+
+
+def env(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_children_names_kinds_and_owner(cluster):
+    children = builders.cluster_children(cluster, CTX)
+    assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
+        ("Deployment", "pool-api"),
+        ("Service", "pool-api"),
+        ("Deployment", "pool-worker"),
+        ("HorizontalPodAutoscaler", "pool-worker"),
+        ("PodDisruptionBudget", "pool-api"),
+        ("PodDisruptionBudget", "pool-worker"),
+    ]
+    for child in children:
+        assert child["metadata"]["namespace"] == "ocr"
+        assert child["metadata"]["ownerReferences"] == [{
+            "apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster", "name": "pool",
+            "uid": "0000-uid", "controller": True, "blockOwnerDeletion": True,
+        }]
+        assert child["metadata"]["labels"]["ocrfleet.io/cluster"] == "pool"
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ocrfleet-operator"
+
+
+def test_worker_pod_holds_worker_and_triton_with_one_gpu(cluster):
+    dep = builders.worker_deployment(cluster, CTX)
+    assert "replicas" not in dep["spec"], "the HPA owns replicas after creation"
+    pod = dep["spec"]["template"]["spec"]
+    c = containers(dep)
+    assert list(c) == ["worker", "triton"]
+    assert c["triton"]["resources"] == {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
+    assert c["triton"]["image"] == "nvcr.io/nvidia/tritonserver:24.08-py3"
+    assert c["triton"]["readinessProbe"]["httpGet"] == {"path": "/v2/models/ocr/ready", "port": "triton-http"}
+    assert c["worker"]["image"] == "ghcr.io/ocrfleet/worker:0.1.0"
+    e = env(c["worker"])
+    assert e["OCRFLEET_CLUSTER"] == "pool"
+    assert e["OCRFLEET_REDIS_URL"] == "redis://redis.ocr:6379/0"
+    assert e["OCRFLEET_TRITON_URL"] == "127.0.0.1:8001"
+    assert e["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "16"
+    assert e["OCRFLEET_CONSUMER"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in pod
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    # both containers wait for the worker's busy file before they stop
+    for name in ("worker", "triton"):
+        command = c[name]["lifecycle"]["preStop"]["exec"]["command"]
+        assert "while [ -e /run/ocrfleet/busy ]" in command[-1]
+    assert "touch /run/ocrfleet/drain" in c["worker"]["lifecycle"]["preStop"]["exec"]["command"][-1]
+    assert pod["initContainers"][0]["command"][-1] == "/models"
+
+
+def test_worker_spec_fields_flow_into_the_pod():
+    cluster = make_cluster({
+        "workers": {
+            "image": "reg/worker:2", "gpu": {"count": 2}, "terminationGracePeriodSeconds": 600,
+            "nodeSelector": {"nvidia.com/gpu.product": "A100"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ocr", "effect": "NoSchedule"}],
+            "resources": {"requests": {"cpu": "2", "memory": "4Gi"}},
+        },
+        "triton": {"modelName": "ppocr", "maxBatchSize": 64},
+        "redis": {"urlSecretRef": {"name": "redis"}},
+        "database": {"urlSecretRef": {"name": "db", "key": "dsn"}},
+        "storage": {"pvc": {"claimName": "docs", "subPath": "ocr"}},
+    })
+    dep = builders.worker_deployment(cluster, CTX, replicas=3)
+    pod = dep["spec"]["template"]["spec"]
+    c = containers(dep)
+    assert dep["spec"]["replicas"] == 3
+    assert pod["terminationGracePeriodSeconds"] == 600
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "A100"}
+    assert [t["key"] for t in pod["tolerations"]] == ["dedicated", "nvidia.com/gpu"]
+    assert c["triton"]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert c["worker"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}}
+    assert c["triton"]["readinessProbe"]["httpGet"]["path"] == "/v2/models/ppocr/ready"
+    e = env(c["worker"])
+    assert e["OCRFLEET_REDIS_URL"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
+    assert e["OCRFLEET_DATABASE_URL"] == {"secretKeyRef": {"name": "db", "key": "dsn"}}
+    assert e["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "64"
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "docs"}} in pod["volumes"]
+    assert {"name": "data", "mountPath": "/data", "subPath": "ocr"} in c["worker"]["volumeMounts"]
+
+
+def test_cpu_workers_ask_for_no_gpu_and_no_gpu_toleration():
+    dep = builders.worker_deployment(make_cluster({"workers": {"gpu": {"count": 0}}}), CTX)
+    pod = dep["spec"]["template"]["spec"]
+    assert containers(dep)["triton"]["resources"] == {}
+    assert "tolerations" not in pod
+
+
+def test_hpa_scales_on_queue_depth_of_this_cluster(cluster):
+    hpa = builders.worker_hpa(cluster)
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "pool-worker"}
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 4)
+    assert spec["metrics"] == [{
+        "type": "External",
+        "external": {
+            "metric": {"name": "ocrfleet_queue_depth", "selector": {"matchLabels": {"ocrfleet.io/cluster": "pool"}}},
+            "target": {"type": "AverageValue", "averageValue": "8"},
+        },
+    }]
+    assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_hpa_bounds_and_windows_follow_the_spec_and_never_go_below_one():
+    hpa = builders.worker_hpa(make_cluster({"workers": {
+        "minReplicas": 0, "maxReplicas": 20, "targetQueueDepthPerWorker": 32,
+        "scaleUpStabilizationSeconds": 15, "scaleDownStabilizationSeconds": 60}}))
+    spec = hpa["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 20)
+    assert spec["metrics"][0]["external"]["target"]["averageValue"] == "32"
+    assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 15
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 60
+
+
+def test_api_deployment_and_service(cluster):
+    cluster["spec"]["api"]["authSecretRef"] = {"name": "tenants"}
+    dep = builders.api_deployment(cluster, CTX)
+    svc = builders.api_service(cluster)
+    c = containers(dep)["api"]
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["selector"]["matchLabels"] == {"ocrfleet.io/cluster": "pool", "app.kubernetes.io/component": "api"}
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert env(c)["OCRFLEET_API_KEYS_DIR"] == "/etc/ocrfleet/api-keys"
+    assert env(c)["OCRFLEET_API_MAX_UPLOAD_BYTES"] == str(50 * 1024 * 1024)
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert builders.api_endpoint(cluster) == "http://pool-api.ocr.svc:80"
+
+
+def test_pdbs_allow_one_pod_down(cluster):
+    for component in ("api", "worker"):
+        pdb = builders.pdb(cluster, component)
+        assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
+            "ocrfleet.io/cluster": "pool", "app.kubernetes.io/component": component}}}
+
+
+def test_drift_ignores_server_defaults_but_sees_changes(cluster):
+    desired = builders.worker_hpa(cluster)
+    live = {**desired, "status": {"currentReplicas": 1}}
+    live["metadata"] = {**desired["metadata"], "resourceVersion": "7", "uid": "x"}
+    assert not drifted(desired, live)
+    edited = {**live, "spec": {**live["spec"], "maxReplicas": 99}}
+    assert drifted(desired, edited)
+    assert drifted({"a": [1, 2]}, {"a": [1]})
+    assert not drifted({"a": {"b": []}}, {"a": {}})
+    assert drifted(desired, None)
