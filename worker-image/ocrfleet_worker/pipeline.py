@@ -1,0 +1,81 @@
+"""One document from bytes to page results: decode, read, classify, extract, mask.
+
+This is the worker's pure core: no queue, no store. The OCR engine is passed in as anything
+with ``read_page(image) -> PageRead`` (``.lines``, ``.rotation``) — the Triton adapter in a
+cluster, the in-process PyTorch engine locally, a replay of known answers in tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ocrfleet.results import DOCUMENT_TYPES, PageResult, TextLine
+from ocrfleet_worker.classify import classify
+from ocrfleet_worker.documents import DecodeLimits, decode
+from ocrfleet_worker.fields import extract
+from ocrfleet_worker.masking import MaskPolicy, mask_page
+
+
+class PageRead(Protocol):
+    lines: list[TextLine]
+    rotation: int
+
+
+class PageReader(Protocol):
+    """What the pipeline needs of an OCR engine (``ocrfleet_worker.engine.OcrEngine``)."""
+
+    def read_page(self, image: np.ndarray) -> PageRead: ...
+
+
+@dataclass(frozen=True)
+class ProcessedDocument:
+    kind: str
+    document_type: str
+    pages: list[PageResult]
+    processing_ms: float
+
+
+def page_result(index: int, image: np.ndarray, read: PageRead, *, requested_type: str = "auto") -> PageResult:
+    """Classify and extract one page already read by the engine (no masking)."""
+    lines = list(read.lines)
+    doc_type = requested_type if requested_type not in ("auto", "") else classify(lines).document_type
+    found = extract(doc_type, lines)
+    h, w = image.shape[:2]
+    rotation = int(read.rotation) % 360
+    if rotation in (90, 270):
+        w, h = h, w
+    return PageResult(page=index + 1, width=w, height=h, rotation=rotation, document_type=doc_type,
+                      lines=lines, fields=found.fields, rows=found.rows, checks=found.checks)
+
+
+def document_type_of(pages: list[PageResult]) -> str:
+    """The document's type: its most common specific page type, else ``generic``."""
+    specific = Counter(p.document_type for p in pages if p.document_type != "generic")
+    return specific.most_common(1)[0][0] if specific else "generic"
+
+
+class DocumentPipeline:
+    def __init__(self, engine: PageReader, limits: DecodeLimits | None = None) -> None:
+        self.engine = engine
+        self.limits = limits or DecodeLimits()
+
+    def process(self, data: bytes, *, requested_type: str = "auto",
+                mask: MaskPolicy | None = None) -> ProcessedDocument:
+        """Every page of one document; raises InvalidDocument (and kin) for unusable input."""
+        if requested_type not in DOCUMENT_TYPES:
+            requested_type = "auto"
+        start = time.perf_counter()
+        decoded = decode(data, self.limits)
+        pages = [
+            page_result(p.index, p.image, self.engine.read_page(p.image), requested_type=requested_type)
+            for p in decoded.pages
+        ]
+        if mask:
+            pages = [mask_page(p, mask) for p in pages]
+        return ProcessedDocument(kind=decoded.kind, document_type=document_type_of(pages), pages=pages,
+                                 processing_ms=(time.perf_counter() - start) * 1000)
