@@ -39,6 +39,11 @@ def job_done(cluster: str, job: str) -> str:
     return f"{_prefix(cluster)}:job:{job}:done"
 
 
+def job_enqueued(cluster: str, job: str) -> str:
+    """A set of the document ids of a job already enqueued (the operator enqueues each once)."""
+    return f"{_prefix(cluster)}:job:{job}:enqueued"
+
+
 def throughput(cluster: str) -> str:
     """A sorted set of recent completion timestamps, for pages/s and ETAs."""
     return f"{_prefix(cluster)}:throughput"

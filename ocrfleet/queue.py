@@ -249,21 +249,27 @@ class WorkQueue:
         entries = self.redis.xrevrange(keys.dead_letter(self.cluster), count=count)
         return [{_text(k): _text(v) for k, v in fields.items()} for _mid, fields in entries]
 
-    def remove_waiting(self, job: str) -> int:
-        """Delete a job's entries that no worker has taken yet; returns how many."""
+    def remove_waiting(self, job: str, *, dedupe_set: str | None = None) -> int:
+        """Delete a job's entries that no worker has taken yet; returns how many.
+
+        With ``dedupe_set``, their document ids leave that set too, so they can be enqueued
+        again later (a suspended job that resumes).
+        """
         removed = 0
         for name in self.streams:
             pending = {
                 _text(p["message_id"])
                 for p in self.redis.xpending_range(name, keys.CONSUMER_GROUP, min="-", max="+", count=100_000)
             } if self.redis.exists(name) else set()
-            doomed = [
-                _text(mid)
+            doomed = {
+                _text(mid): _text(fields.get(b"document_id", fields.get("document_id", b"")))
                 for mid, fields in self.redis.xrange(name)
                 if _text(fields.get(b"job", fields.get("job", b""))) == job and _text(mid) not in pending
-            ]
+            }
             if doomed:
                 removed += int(self.redis.xdel(name, *doomed))
+                if dedupe_set is not None:
+                    self.redis.srem(dedupe_set, *doomed.values())
         return removed
 
 

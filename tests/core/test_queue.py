@@ -90,3 +90,15 @@ def test_remove_waiting_keeps_in_flight_entries(redis_client):
     assert taken[0].task.document_id == "doc-0"
     assert q.remove_waiting("doomed") == 3
     assert (q.depth().waiting, q.depth().in_flight) == (1, 1)
+
+
+def test_remove_waiting_frees_their_dedupe_entries(redis_client):
+    q = WorkQueue(redis_client, "pool")
+    q.ensure_groups()
+    for i in range(3):
+        assert q.enqueue(task(i, job="paused"), dedupe_set="seen")
+    q.read("w", count=1)  # doc-0 in flight stays enqueued
+    assert q.remove_waiting("paused", dedupe_set="seen") == 2
+    assert {m.decode() for m in redis_client.smembers("seen")} == {"doc-0"}
+    assert q.enqueue(task(1, job="paused"), dedupe_set="seen") is not None
+    assert q.enqueue(task(0, job="paused"), dedupe_set="seen") is None
