@@ -1,0 +1,50 @@
+"""The FastAPI application, built by :func:`create_app` from an :class:`ApiSettings`.
+
+Tests pass their own settings (or ready-made :class:`Services`); ``uvicorn`` builds it with
+:func:`app_from_env` (``--factory``), one per worker process.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ocrfleet import __version__
+from ocrfleet_api import problems
+from ocrfleet_api.metrics import MetricsMiddleware
+from ocrfleet_api.routers import batches, documents, health, stats
+from ocrfleet_api.services import Services
+from ocrfleet_api.settings import ApiSettings
+
+DESCRIPTION = """Submit documents for OCR, check the content-hash cache, and read structured results.
+
+Authenticate with an API key (`Authorization: Bearer ofk_...`). Every error is an RFC 9457
+problem document (`application/problem+json`)."""
+
+
+def create_app(settings: ApiSettings | None = None, *, services: Services | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        own = services is None
+        app.state.services = services or Services.build(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.services.close()
+
+    app = FastAPI(title="ocrfleet API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    problems.install(app)
+    for router in (documents.router, batches.router, stats.router, health.router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory: settings from ``OCRFLEET_*`` environment variables."""
+    return create_app(ApiSettings())

@@ -1,0 +1,43 @@
+"""Typed dependencies the routers declare: the process's services and the calling tenant.
+
+``TenantDep`` authenticates, applies the tenant's rate limit and, for a signed request,
+holds the (small) body to its declared hash. ``StreamingTenantDep`` does the same but leaves
+the body unread: upload routes check its hash while they stream it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from ocrfleet_api.auth import Principal, verify_body
+from ocrfleet_api.services import Services
+
+# Declared so the OpenAPI document names the schemes; the Authenticator does the checking.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ofk_...`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, alternatively.")
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def authenticated(request: Request, services: ServicesDep, _b: Annotated[object, Depends(_bearer)],
+                        _k: Annotated[object, Depends(_api_key)]) -> Principal:
+    principal = await services.auth.authenticate(request)
+    await services.limiter.check(principal.tenant, principal.rate_limit)
+    return principal
+
+
+async def tenant_with_body(request: Request, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    await verify_body(request, principal)
+    return principal
+
+
+TenantDep = Annotated[Principal, Depends(tenant_with_body)]
+StreamingTenantDep = Annotated[Principal, Depends(authenticated)]

@@ -1,0 +1,39 @@
+"""Per-tenant rate limits kept in Redis, shared by every API replica.
+
+A fixed window: each request increments the tenant's counter for the current window (one
+pipelined round trip); past the limit the request gets 429 with ``Retry-After`` set to the
+seconds until the window ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ocrfleet import keys
+from ocrfleet_api.problems import Problem
+
+
+class RateLimiter:
+    def __init__(self, redis, *, default_limit: int, window_s: int) -> None:
+        self.redis = redis
+        self.default_limit = default_limit
+        self.window_s = window_s
+
+    async def check(self, tenant: str, limit: int | None = None) -> int:
+        """Count one request; returns the requests left in this window, or raises 429."""
+        limit = limit or self.default_limit
+        now = time.time()
+        window = int(now // self.window_s)
+        key = keys.rate_limit(tenant, window)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, self.window_s + 1)
+        count, _ = await pipe.execute()
+        if count > limit:
+            retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
+            raise Problem(429, "rate_limited",
+                          f"tenant {tenant!r} is limited to {limit} requests per {self.window_s} s; "
+                          f"retry after {retry_after} s",
+                          title="Too many requests", headers={"Retry-After": str(retry_after)})
+        return limit - count

@@ -1,0 +1,120 @@
+"""``/v1/batches``: many documents in one request, and their progress."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from ocrfleet.store import DocumentRow
+from ocrfleet_api import metrics
+from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
+from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from ocrfleet_api.problems import RESPONSES, Problem
+from ocrfleet_api.routers.documents import _PROBLEM, UPLOAD_RESPONSES
+from ocrfleet_api.schemas import BatchAccepted, BatchDocument, BatchStatus, SubmitOptions
+from ocrfleet_api.services import Services
+from ocrfleet_api.submission import options_from_form
+from ocrfleet_api.tables import BatchRow
+from ocrfleet_api.uploads import ReceivedDocument, receive_form
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=RESPONSES)
+
+_BATCH_FORM = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "The documents, one part each (parts named 'files')."},
+        "document_type": {"type": "string", "enum": ["auto", "id_card", "bank_statement", "generic"]},
+        "priority": {"type": "string", "enum": ["high", "normal", "low"]},
+        "mask_fields": {"type": "string", "description": "Comma-separated field names to mask."},
+    },
+}
+_BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _BATCH_FORM}}}}
+_LISTED = 1000
+
+
+@router.post("", status_code=202, response_model=BatchAccepted, openapi_extra=_BATCH_BODY,
+             responses=UPLOAD_RESPONSES, summary="Submit many documents at once")
+async def submit_batch(
+    request: Request, principal: StreamingTenantDep, services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+) -> JSONResponse:
+    """Upload several documents as ``multipart/form-data`` parts named ``files``; the options apply
+    to each. Every document is checked before any is kept: one bad document refuses the batch."""
+    if idempotency_key is not None:
+        stored = await services.idempotency.claim(principal.tenant, idempotency_key)
+        if stored is not None:
+            return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
+    try:
+        await services.gate.admit()
+        form = await receive_form(request, services.blobs, services.batch_limits, body_sha256=principal.body_sha256)
+        try:
+            if not form.documents:
+                raise Problem(422, "no_document", "the batch carries no document; send each file in a part "
+                              "named 'files' (with a filename)")
+            options = options_from_form(form.fields)
+            await services.gate.admit(len(form.documents))
+            accepted = await run_in_threadpool(_accept_batch, services, principal.tenant, form.documents, options)
+        finally:
+            form.discard()
+    except Exception as exc:
+        if idempotency_key is not None:
+            await services.idempotency.release(principal.tenant, idempotency_key)
+        metrics.UPLOADS_REJECTED.labels(getattr(exc, "code", "error")).inc()
+        raise
+    body = accepted.model_dump(mode="json")
+    if idempotency_key is not None:
+        await services.idempotency.complete(principal.tenant, idempotency_key, 202, body)
+    return JSONResponse(body, status_code=202, headers={"Location": accepted.status_url})
+
+
+def _accept_batch(services: Services, tenant: str, documents: list[ReceivedDocument],
+                  options: SubmitOptions) -> BatchAccepted:
+    batch_id = uuid.uuid4().hex
+    with services.store.session() as s:
+        s.add(BatchRow(id=batch_id, tenant=tenant, total=len(documents)))
+    services.progress.set_total(batch_id, len(documents))
+    accepted = services.intake.accept(tenant, documents, options, job=batch_id)
+    queued = sum(1 for a in accepted if not a.cached)
+    if queued:
+        services.progress.record_enqueued(batch_id, queued)
+    for a in accepted:
+        metrics.DOCUMENTS_ACCEPTED.labels("cache" if a.cached else "queued").inc()
+    return BatchAccepted(batch_id=batch_id, status_url=f"{services.settings.public_url}/v1/batches/{batch_id}",
+                         total=len(accepted), documents=accepted)
+
+
+@router.get("/{batch_id}", response_model=BatchStatus, summary="A batch's progress",
+            responses={404: {**_PROBLEM, "description": "No such batch for this tenant"}})
+async def get_batch(batch_id: str, principal: TenantDep, services: ServicesDep) -> BatchStatus:
+    """Counts by status (queued, processing, succeeded, failed) and the batch's documents."""
+    status = await run_in_threadpool(_batch_status, services, principal.tenant, batch_id)
+    if status is None:
+        raise Problem(404, "batch_not_found", f"no batch {batch_id!r} for this tenant")
+    return status
+
+
+def _batch_status(services: Services, tenant: str, batch_id: str) -> BatchStatus | None:
+    if len(batch_id) > 64:
+        return None
+    with services.store.session() as s:
+        batch = s.get(BatchRow, batch_id)
+        if batch is None or batch.tenant != tenant:
+            return None
+        counts = dict(s.execute(select(DocumentRow.status, func.count()).where(DocumentRow.job == batch_id)
+                                .group_by(DocumentRow.status)).all())
+        docs = s.execute(select(DocumentRow.id, DocumentRow.status, DocumentRow.filename)
+                         .where(DocumentRow.job == batch_id).order_by(DocumentRow.created_at).limit(_LISTED)).all()
+    done = counts.get("succeeded", 0) + counts.get("failed", 0)
+    return BatchStatus(
+        batch_id=batch_id, total=batch.total, queued=counts.get("queued", 0),
+        processing=counts.get("processing", 0), succeeded=counts.get("succeeded", 0),
+        failed=counts.get("failed", 0), finished=done >= batch.total,
+        documents=[BatchDocument(document_id=i, status=st, filename=f) for i, st, f in docs],
+    )

@@ -1,0 +1,165 @@
+"""``/v1/documents``: submit one document, check the cache by hash, read a result."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from ocrfleet.results import DocumentResult
+from ocrfleet.store import DocumentRow, ResultStore
+from ocrfleet_api import metrics
+from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
+from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from ocrfleet_api.masking import apply_policy
+from ocrfleet_api.problems import RESPONSES, Problem, ProblemDetails
+from ocrfleet_api.schemas import CacheCheck, DocumentAccepted, UrlSubmission
+from ocrfleet_api.services import Services
+from ocrfleet_api.submission import check_options, options_from_form
+from ocrfleet_api.uploads import fetch_document, receive_form
+from ocrfleet_api.usage import record_cache_check
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=RESPONSES)
+
+_PROBLEM = {"model": ProblemDetails, "content": {"application/problem+json": {}}}
+UPLOAD_RESPONSES = {
+    400: {**_PROBLEM, "description": "Malformed multipart body"},
+    409: {**_PROBLEM, "description": "A request with this Idempotency-Key is still running"},
+    413: {**_PROBLEM, "description": "Over a cap: bytes, pixels or pages"},
+    415: {**_PROBLEM, "description": "Not a supported document type (by its magic bytes)"},
+}
+_SUBMIT_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The document: PDF, PNG, JPEG, TIFF, BMP, WEBP."},
+        "document_type": {"type": "string", "enum": ["auto", "id_card", "bank_statement", "generic"]},
+        "priority": {"type": "string", "enum": ["high", "normal", "low"]},
+        "mask_fields": {"type": "string", "description": "Comma-separated field names to mask."},
+    },
+}
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": _SUBMIT_FORM},
+    "application/json": {"schema": UrlSubmission.model_json_schema(ref_template="#/components/schemas/{model}")},
+}}}
+
+
+@router.post("", status_code=202, response_model=DocumentAccepted, openapi_extra=UPLOAD_BODY,
+             responses=UPLOAD_RESPONSES, summary="Submit one document")
+async def submit_document(
+    request: Request, principal: StreamingTenantDep, services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+) -> JSONResponse:
+    """Upload a document as ``multipart/form-data`` (the file in a part named ``file``), or send JSON
+    with a ``url`` to fetch. Answers 202 with the document id and its status URL; a document this
+    tenant has processed before is answered from the cache at once."""
+    if idempotency_key is not None:
+        stored = await services.idempotency.claim(principal.tenant, idempotency_key)
+        if stored is not None:
+            return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
+    try:
+        await services.gate.admit()
+        accepted = await _receive_and_accept(request, principal, services)
+    except Exception as exc:
+        if idempotency_key is not None:
+            await services.idempotency.release(principal.tenant, idempotency_key)
+        metrics.UPLOADS_REJECTED.labels(getattr(exc, "code", "error")).inc()
+        raise
+    body = accepted.model_dump(mode="json")
+    if idempotency_key is not None:
+        await services.idempotency.complete(principal.tenant, idempotency_key, 202, body)
+    metrics.DOCUMENTS_ACCEPTED.labels("cache" if accepted.cached else "queued").inc()
+    return JSONResponse(body, status_code=202, headers={"Location": accepted.status_url})
+
+
+async def _receive_and_accept(request: Request, principal, services: Services) -> DocumentAccepted:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await _small_body(request, principal)
+        try:
+            submission = UrlSubmission.model_validate_json(body)
+        except ValidationError as exc:
+            raise Problem(422, "invalid_request", f"the JSON body is invalid: {exc.errors()[0]['msg']}",
+                          errors=[{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                                  for e in exc.errors()]) from None
+        options = check_options(submission)
+        received = await fetch_document(submission.url, services.blobs, services.upload_limits,
+                                        allowed_prefixes=services.settings.url_fetch_prefixes,
+                                        timeout_s=services.settings.url_fetch_timeout_s)
+        documents = [received]
+    else:
+        form = await receive_form(request, services.blobs, services.upload_limits,
+                                  body_sha256=principal.body_sha256)
+        documents = form.documents
+        try:
+            if not documents:
+                raise Problem(422, "no_document", "the request carries no document; send the file in a part "
+                              "named 'file' (with a filename)")
+            options = options_from_form(form.fields)
+        except BaseException:
+            form.discard()
+            raise
+    try:
+        [accepted] = await run_in_threadpool(services.intake.accept, principal.tenant, documents, options)
+    finally:
+        for d in documents:
+            d.staged.discard()
+    return accepted
+
+
+async def _small_body(request: Request, principal) -> bytes:
+    import hashlib
+    import hmac
+
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > 16 * 1024:
+            raise Problem(413, "body_too_large", "a JSON submission may be at most 16 KiB")
+    if principal.body_sha256 is not None and not hmac.compare_digest(
+            hashlib.sha256(body).hexdigest(), principal.body_sha256):
+        raise Problem(401, "invalid_signature", "the body does not match X-Ocrfleet-Content-SHA256",
+                      title="Unauthorized")
+    return bytes(body)
+
+
+@router.post("/check-cache", response_model=DocumentResult, summary="Look up a result by content hash",
+             responses={404: {**_PROBLEM, "description": "Not processed before: upload the document"}})
+async def check_cache(check: CacheCheck, principal: TenantDep, services: ServicesDep) -> DocumentResult:
+    """The stored result of an earlier identical document of this tenant, or 404 so the client
+    uploads it. Costs 64 bytes instead of a multi-megabyte upload."""
+    result = await run_in_threadpool(_find_cached, services.store, principal.tenant, check.sha256.lower())
+    await record_cache_check(services.redis, principal.tenant, result is not None)
+    metrics.CACHE_CHECKS.labels("hit" if result is not None else "miss").inc()
+    if result is None:
+        raise Problem(404, "not_cached", "no processed document of this tenant has this SHA-256; upload it "
+                      "to POST /v1/documents")
+    return result
+
+
+def _find_cached(store: ResultStore, tenant: str, sha256: str) -> DocumentResult | None:
+    return store.find_by_hash(tenant, sha256)
+
+
+@router.get("/{document_id}", response_model=DocumentResult, summary="A document's status and result",
+            responses={404: {**_PROBLEM, "description": "No such document for this tenant"}})
+async def get_document(document_id: str, principal: TenantDep, services: ServicesDep) -> DocumentResult:
+    """Status and, once processed, the structured result page by page, masked per the document's policy."""
+    result = await run_in_threadpool(_load, services.store, principal.tenant, document_id)
+    if result is None:
+        raise Problem(404, "document_not_found", f"no document {document_id!r} for this tenant")
+    return result
+
+
+def _load(store: ResultStore, tenant: str, document_id: str) -> DocumentResult | None:
+    if len(document_id) > 64:
+        return None
+    result = store.get(document_id, tenant=tenant)
+    if result is None:
+        return None
+    with store.session() as s:
+        masks = s.scalar(select(DocumentRow.mask_fields).where(DocumentRow.id == document_id)) or []
+    return apply_policy(result, masks)

@@ -1,0 +1,86 @@
+"""The clients and helpers one API process holds, built at start-up and closed at shutdown.
+
+Nothing lives in module globals: :func:`ocrfleet_api.app.create_app` builds a
+:class:`Services` in its lifespan (or takes one a test built) and routes reach it through
+:mod:`ocrfleet_api.deps`. Redis is used two ways: an asyncio client for the per-request hot
+path (rate limits, signatures, idempotency, queue depth) and a blocking client for the
+shared core's :class:`~ocrfleet.queue.WorkQueue`, called from the thread pool together with
+the blocking database work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio
+
+from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.progress import JobProgress
+from ocrfleet.queue import WorkQueue
+from ocrfleet.store import ResultStore, make_engine
+from ocrfleet_api.auth import Authenticator
+from ocrfleet_api.backpressure import QueueGate
+from ocrfleet_api.idempotency import IdempotencyKeys
+from ocrfleet_api.ratelimit import RateLimiter
+from ocrfleet_api.settings import ApiSettings
+from ocrfleet_api.submission import Intake
+from ocrfleet_api.tenants import TenantDirectory
+from ocrfleet_api.uploads import UploadLimits
+
+_MULTIPART_OVERHEAD = 64 * 1024
+"""Room for boundaries, part headers and form fields on top of the document bytes."""
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    store: ResultStore
+    blobs: LocalBlobStore
+    redis: redis.asyncio.Redis
+    sync_redis: redis.Redis
+    queue: WorkQueue
+    progress: JobProgress
+    directory: TenantDirectory
+    auth: Authenticator
+    limiter: RateLimiter
+    gate: QueueGate
+    idempotency: IdempotencyKeys
+    intake: Intake
+    upload_limits: UploadLimits
+    batch_limits: UploadLimits
+
+    @classmethod
+    def build(cls, settings: ApiSettings) -> Services:
+        store = ResultStore(make_engine(settings.database_url))
+        blobs = LocalBlobStore(settings.blob_root)
+        aredis = redis.asyncio.Redis.from_url(settings.redis_url, max_connections=256)
+        sync_redis = redis.Redis.from_url(settings.redis_url)
+        queue = WorkQueue(sync_redis, settings.cluster, max_attempts=settings.max_attempts,
+                          claim_idle_ms=settings.claim_idle_ms)
+        progress = JobProgress(sync_redis, settings.cluster)
+        master = settings.signing_master_key.get_secret_value()
+        directory = TenantDirectory(store, master)
+        caps = dict(max_field_bytes=settings.max_field_bytes, max_pixels=settings.max_pixels,
+                    max_pages=settings.max_pdf_pages, max_document_bytes=settings.max_upload_bytes)
+        return cls(
+            settings=settings, store=store, blobs=blobs, redis=aredis, sync_redis=sync_redis, queue=queue,
+            progress=progress, directory=directory,
+            auth=Authenticator(directory, aredis, master_key=master, require_signatures=settings.require_signatures,
+                               window_s=settings.signature_window_s, cache_s=settings.auth_cache_s),
+            limiter=RateLimiter(aredis, default_limit=settings.rate_limit_requests,
+                                window_s=settings.rate_limit_window_s),
+            gate=QueueGate(aredis, settings.cluster, max_depth=settings.max_queue_depth,
+                           cache_s=settings.queue_depth_cache_s, retry_after_s=settings.backpressure_retry_after_s),
+            idempotency=IdempotencyKeys(aredis, ttl_s=settings.idempotency_ttl_s),
+            intake=Intake(store=store, blobs=blobs, queue=queue, progress=progress, public_url=settings.public_url),
+            upload_limits=UploadLimits(max_body_bytes=settings.max_upload_bytes + _MULTIPART_OVERHEAD,
+                                       max_documents=1, **caps),
+            batch_limits=UploadLimits(max_body_bytes=settings.max_batch_bytes,
+                                      max_documents=settings.max_batch_documents, **caps),
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        self.sync_redis.close()
+        self.store.engine.dispose()
