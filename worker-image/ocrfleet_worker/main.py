@@ -1,0 +1,87 @@
+"""The worker process: ``python -m ocrfleet_worker``.
+
+Reads :class:`~ocrfleet_worker.settings.WorkerSettings` from the environment once, creates
+the clients (Redis, the results store, the blob store, the OCR engine), hands them to a
+:class:`~ocrfleet_worker.consumer.Worker` and runs it until SIGTERM or SIGINT, after which the
+document in hand is finished and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import redis
+
+from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.progress import JobProgress
+from ocrfleet.queue import WorkQueue
+from ocrfleet.store import ResultStore, make_engine
+from ocrfleet_worker.consumer import Pacing, Worker
+from ocrfleet_worker.pipeline import DocumentPipeline, PageReader
+from ocrfleet_worker.settings import WorkerSettings
+
+log = logging.getLogger("ocrfleet.worker")
+
+
+def build_engine(settings: WorkerSettings) -> PageReader:
+    """The OCR engine the settings name."""
+    if settings.engine == "replay":
+        from ocrfleet_worker.replay_engine import ReplayEngine
+
+        delay = settings.replay_delay_ms / 1000
+        if settings.replay_dir:
+            return ReplayEngine.from_sample_set(settings.replay_dir, limits=settings.decode_limits(),
+                                                delay_s=delay)
+        return ReplayEngine(delay_s=delay)
+    from ocrfleet_worker import engine as ocr_engine
+
+    if settings.engine == "torch":
+        return ocr_engine.LocalTorchEngine()
+    return ocr_engine.TritonEngine(settings.triton_url)
+
+
+def build_worker(settings: WorkerSettings, *, engine: PageReader | None = None) -> Worker:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=max(30.0, settings.block_ms / 1000 + 10),
+                                  socket_connect_timeout=5, health_check_interval=30)
+    store = ResultStore(make_engine(settings.database_url))
+    _create_schema(store)
+    return Worker(
+        queue=WorkQueue(client, settings.cluster, max_attempts=settings.max_attempts,
+                        claim_idle_ms=settings.claim_idle_ms),
+        store=store,
+        progress=JobProgress(client, settings.cluster),
+        blobs=LocalBlobStore(settings.blob_root),
+        pipeline=DocumentPipeline(engine or build_engine(settings), settings.decode_limits()),
+        consumer=settings.consumer_name,
+        pacing=Pacing(block_ms=settings.block_ms, reclaim_interval_s=settings.reclaim_interval_s,
+                      backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s),
+    )
+
+
+def _create_schema(store: ResultStore) -> None:
+    """Create missing tables; workers starting together may race, so one retry."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        store.create_schema()
+    except DBAPIError:
+        store.create_schema()
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = WorkerSettings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    worker = build_worker(settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the current document, then stopping", signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("worker %s consuming pool %s (engine %s)", settings.consumer_name, settings.cluster, settings.engine)
+    worker.run()
+    return 0

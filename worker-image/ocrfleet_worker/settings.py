@@ -1,0 +1,53 @@
+"""The worker's settings: the shared core's plus the consumer's pacing, the engine and the caps.
+
+Read once from the environment (prefix ``OCRFLEET_``) by :mod:`ocrfleet_worker.main`; tests
+build the object directly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field
+
+from ocrfleet.settings import CoreSettings
+from ocrfleet_worker.documents import DecodeLimits
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(CoreSettings):
+    consumer_name: str = Field(
+        default_factory=_default_consumer,
+        description="consumer_name: this worker's name in the consumer group (the pod name in a cluster).",
+    )
+    engine: Literal["triton", "torch", "replay"] = Field(
+        "triton",
+        description="engine: `triton` (gRPC to the Triton sidecar), `torch` (in-process PyTorch), "
+        "`replay` (answers recorded for the generated sample set; tests only).",
+    )
+    triton_url: str = Field("127.0.0.1:8001", description="triton_url: Triton's gRPC endpoint.")
+    replay_dir: str = Field("", description="replay_dir: sample set whose truth the replay engine answers with.")
+    replay_delay_ms: int = Field(0, ge=0, description="replay_delay_ms: simulated inference time per page.")
+    block_ms: int = Field(1000, ge=10, description="block_ms: how long one read waits for new work.")
+    reclaim_interval_s: float = Field(
+        5.0, gt=0, description="reclaim_interval_s: how often idle entries of dead workers are looked for."
+    )
+    backoff_base_s: float = Field(0.5, ge=0, description="backoff_base_s: first wait after a temporary error.")
+    backoff_max_s: float = Field(30.0, ge=0, description="backoff_max_s: longest wait between retries.")
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1, description="max_bytes: largest document accepted.")
+    max_pixels: int = Field(80_000_000, ge=1, description="max_pixels: most pixels of one page.")
+    max_dimension: int = Field(16_384, ge=1, description="max_dimension: most pixels of one page side.")
+    max_pages: int = Field(50, ge=1, description="max_pages: most pages of one document.")
+    max_side: int = Field(2048, ge=64, description="max_side: pages are downscaled to this longer side.")
+    pdf_dpi: int = Field(200, ge=36, description="pdf_dpi: resolution PDF pages are rendered at.")
+    log_level: str = Field("INFO", description="log_level: Python logging level.")
+
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(max_bytes=self.max_bytes, max_pixels=self.max_pixels,
+                            max_dimension=self.max_dimension, max_pages=self.max_pages,
+                            max_side=self.max_side, pdf_dpi=self.pdf_dpi)
