@@ -457,3 +457,11 @@ def drifted(desired: Any, live: Any) -> bool:
             return True
         return any(drifted(d, v) for d, v in zip(desired, live, strict=True))
     return desired != live
+
+
+def owner_of(child: Mapping) -> dict[str, Any] | None:
+    """The OcrCluster owner reference of a child, if it has one."""
+    for ref in child.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == "OcrCluster" and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
+            return dict(ref)
+    return None

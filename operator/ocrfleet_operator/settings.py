@@ -38,6 +38,9 @@ class OperatorSettings(CoreSettings):
     field_manager: str = Field(
         "ocrfleet-operator", description="field_manager: the server-side-apply manager name."
     )
+    liveness_port: int = Field(
+        8080, ge=0, le=65535, description="liveness_port: kopf's /healthz port; 0 disables it."
+    )
     metrics_port: int = Field(
         6443, ge=0, le=65535, description="metrics_port: TLS port of the external metrics adapter; 0 disables it."
     )

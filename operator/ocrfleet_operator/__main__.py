@@ -1,0 +1,29 @@
+"""``python -m ocrfleet_operator``: run the operator (one replica; kopf bookkeeping in annotations).
+
+Settings come from ``OCRFLEET_*`` variables (see :mod:`.settings`); the Kubernetes
+credentials from the pod's service account or ``KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from ocrfleet_operator import handlers  # noqa: F401  (registers the handlers)
+from ocrfleet_operator.settings import OperatorSettings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = OperatorSettings()
+    kopf.run(
+        clusterwide=not config.namespace,
+        namespaces=[config.namespace] if config.namespace else (),
+        standalone=True,  # one replica (Recreate): no peering objects needed
+        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None,
+    )
+
+
+if __name__ == "__main__":
+    main()

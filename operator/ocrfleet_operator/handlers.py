@@ -1,0 +1,161 @@
+"""Every kopf handler of the operator, in one file; each delegates in a few lines.
+
+OcrCluster: create/update/resume apply the children; a timer observes them, scales to and
+from zero and writes status; events of the children (deleted, edited) repair them.
+OcrJob: create/resume/suspend changes and a timer run one idempotent tick; deletion drops
+the job's waiting queue entries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from ocrfleet_operator import builders, clusters, jobs
+from ocrfleet_operator.kube import KubeError
+from ocrfleet_operator.metrics_adapter import MetricsAdapter, tls_context
+from ocrfleet_operator.runtime import Runtime
+from ocrfleet_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = builders.GROUP, builders.VERSION
+# Decorator arguments are fixed at import; read the intervals once from the environment.
+_INTERVALS = OperatorSettings()
+CHILD_SELECTOR = f"{builders.MANAGED_BY_LABEL}={builders.MANAGED_BY}"
+CHILDREN = (
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "services", "Service"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+)
+
+
+# -- the operator's life ------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    config = OperatorSettings()
+    configure_kopf(settings, config)
+    memo.runtime = Runtime.create(config)
+    memo.adapter = None
+    if config.metrics_port:
+        rt: Runtime = memo.runtime
+        memo.adapter = MetricsAdapter(
+            lambda ns, name: (q.depth() if (q := rt.queue(ns, name) or _load_queue(rt, ns, name)) else None),
+            lambda ns: [name for (n, name) in list(rt._clusters) if n == ns],
+            host=config.metrics_host, port=config.metrics_port,
+            ssl_context=tls_context(config.metrics_tls_cert, config.metrics_tls_key))
+        await memo.adapter.start()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_) -> None:
+    if getattr(memo, "adapter", None):
+        await memo.adapter.stop()
+    if getattr(memo, "runtime", None):
+        memo.runtime.close()
+
+
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
+    """Watch timeouts (a watch without them can stall silently), bookkeeping in annotations."""
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_client_timeout
+    settings.watching.connect_timeout = config.watch_connect_timeout
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.WARNING  # Events for warnings; phase changes post their own
+    settings.posting.reporting_component = "ocrfleet-operator"
+    settings.execution.max_workers = 8
+    for _group, _version, plural, _kind in CHILDREN:
+        settings.watching.label_selectors[plural] = CHILD_SELECTOR
+
+
+def _load_queue(rt: Runtime, namespace: str, name: str):
+    cluster = rt.kube.get("OcrCluster", namespace, name)
+    return rt.queue_for(cluster) if cluster else None
+
+
+# -- OcrCluster --------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, "ocrclusters")
+@kopf.on.create(GROUP, VERSION, "ocrclusters")
+@kopf.on.update(GROUP, VERSION, "ocrclusters", field="spec")
+def cluster_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    outcome = clusters.apply_children(memo.runtime, body)
+    logger.info("children: %s", ", ".join(f"{k} {v}" for k, v in outcome.items()))
+    clusters.tick(memo.runtime, body)
+
+
+@kopf.timer(GROUP, VERSION, "ocrclusters", interval=_INTERVALS.reconcile_interval, sharp=False)
+def cluster_tick(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    clusters.tick(memo.runtime, body)
+
+
+@kopf.on.delete(GROUP, VERSION, "ocrclusters", optional=True)
+def cluster_deleted(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.runtime.forget_cluster(body.metadata.namespace, body.metadata.name)
+
+
+def _child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, kind: str, logger) -> None:
+    if event["type"] not in ("DELETED", "MODIFIED"):
+        return
+    owner = builders.owner_of(body)
+    if owner is None:
+        return
+    cluster = memo.runtime.kube.get("OcrCluster", body.metadata.namespace, owner["name"])
+    if not cluster or cluster["metadata"]["uid"] != owner["uid"] or cluster["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        done = clusters.repair_child(memo.runtime, cluster, kind, body.metadata.name)
+    except KubeError as exc:
+        if exc.status == 409:  # raced with another writer; the next event retries
+            return
+        raise
+    if done != "unchanged":
+        logger.info("%s %s/%s of OcrCluster %s: %s", event["type"].lower(), kind, body.metadata.name,
+                    owner["name"], done)
+
+
+def _register_child_watch(group: str, version: str, plural: str, kind: str) -> None:
+    @kopf.on.event(group, version, plural, labels={builders.MANAGED_BY_LABEL: builders.MANAGED_BY},
+                   id=f"repair-{plural}")
+    def child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
+        _child_event(event, body, memo, kind, logger)
+
+
+for _child in CHILDREN:
+    _register_child_watch(*_child)
+
+
+# -- OcrJob -----------------------------------------------------------------------------------
+
+
+def _job_tick(body: kopf.Body, memo: kopf.Memo) -> None:
+    def post_event(phase: str, reason: str, message: str) -> None:
+        kopf.event(body, type="Warning" if phase == "Failed" else "Normal", reason=phase, message=message)
+
+    jobs.tick(memo.runtime, body, on_phase=post_event)
+
+
+@kopf.on.resume(GROUP, VERSION, "ocrjobs")
+@kopf.on.create(GROUP, VERSION, "ocrjobs")
+@kopf.on.update(GROUP, VERSION, "ocrjobs", field="spec.suspend")
+def job_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    _job_tick(body, memo)
+
+
+@kopf.timer(GROUP, VERSION, "ocrjobs", interval=_INTERVALS.job_progress_interval, sharp=False)
+def job_tick(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    _job_tick(body, memo)
+
+
+@kopf.on.delete(GROUP, VERSION, "ocrjobs")
+def job_deleted(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    removed = jobs.cleanup(memo.runtime, body)
+    logger.info("removed %d waiting documents of the deleted job", removed)

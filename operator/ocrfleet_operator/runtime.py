@@ -1,0 +1,105 @@
+"""What the handlers share, created once at start-up and kept in kopf's ``memo``.
+
+Clients live here, never in module globals: the Kubernetes client, one Redis client per
+URL, the blob store, the status writer and the registry of queues the metrics adapter reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.progress import JobProgress
+from ocrfleet.queue import WorkQueue
+from ocrfleet_operator.builders import BuildContext
+from ocrfleet_operator.kube import Kube
+from ocrfleet_operator.settings import OperatorSettings
+from ocrfleet_operator.status import StatusWriter
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    kube: Kube
+    status: StatusWriter
+    blobs: LocalBlobStore
+    ctx: BuildContext
+    _redis: dict[str, redis.Redis] = field(default_factory=dict)
+    _clusters: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> redis URL
+    _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, settings: OperatorSettings, kube: Kube | None = None) -> Runtime:
+        kube = kube or Kube.from_config(field_manager=settings.field_manager)
+        return cls(
+            settings=settings,
+            kube=kube,
+            status=StatusWriter(kube, min_interval=settings.status_min_interval),
+            blobs=LocalBlobStore(settings.blob_root),
+            ctx=BuildContext(default_redis_url=settings.redis_url, default_database_url=settings.database_url),
+        )
+
+    def close(self) -> None:
+        for client in self._redis.values():
+            client.close()
+        self.kube.close()
+
+    # -- Redis per cluster ---------------------------------------------------------------------
+
+    def redis_url(self, cluster: Mapping) -> str:
+        """The cluster's Redis: spec.redis.url, the Secret it names, or the operator's default."""
+        spec_redis = cluster.get("spec", {}).get("redis", {})
+        if spec_redis.get("url"):
+            return spec_redis["url"]
+        ref = spec_redis.get("urlSecretRef")
+        if ref:
+            import base64
+
+            secret = self.kube.get("Secret", cluster["metadata"]["namespace"], ref["name"]) or {}
+            value = (secret.get("data") or {}).get(ref.get("key", "url"))
+            if value:
+                return base64.b64decode(value).decode()
+        return self.settings.redis_url
+
+    def redis_for_url(self, url: str) -> redis.Redis:
+        with self._lock:
+            if url not in self._redis:
+                self._redis[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+            return self._redis[url]
+
+    def register_cluster(self, cluster: Mapping) -> None:
+        meta = cluster["metadata"]
+        url = self.redis_url(cluster)
+        with self._lock:
+            self._clusters[(meta["namespace"], meta["name"])] = url
+
+    def forget_cluster(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._clusters.pop((namespace, name), None)
+
+    def queue(self, namespace: str, name: str) -> WorkQueue | None:
+        """The queue of a known cluster (None if the operator has not seen it)."""
+        with self._lock:
+            url = self._clusters.get((namespace, name))
+        if url is None:
+            return None
+        return WorkQueue(self.redis_for_url(url), name, max_attempts=self.settings.max_attempts)
+
+    def queue_for(self, cluster: Mapping) -> WorkQueue:
+        self.register_cluster(cluster)
+        meta = cluster["metadata"]
+        queue = self.queue(meta["namespace"], meta["name"])
+        assert queue is not None
+        return queue
+
+    def progress_for(self, cluster: Mapping) -> JobProgress:
+        return JobProgress(self.queue_for(cluster).redis, cluster["metadata"]["name"])
+
+    def job_lock(self, uid: str) -> threading.Lock:
+        with self._lock:
+            return self._job_locks.setdefault(uid, threading.Lock())
