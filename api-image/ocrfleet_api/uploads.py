@@ -94,6 +94,7 @@ class _FormReader:
         self.limits = limits
         self.form = ReceivedForm()
         self.part: _Part | None = None
+        self._filename: str | None = None
         self._events: list[tuple] = []
         self._field = bytearray()
         self._value = bytearray()
@@ -105,7 +106,12 @@ class _FormReader:
             "on_headers_finished": self._headers_finished,
             "on_part_data": lambda d, s, e: self._events.append(("data", d[s:e])),
             "on_part_end": lambda: self._events.append(("end", None)),
+            "on_end": self._end,
         })
+        self._ended = False
+
+    def _end(self) -> None:
+        self._ended = True
 
     def _header_end(self) -> None:
         self._headers[bytes(self._field).lower()] = bytes(self._value)
@@ -123,21 +129,28 @@ class _FormReader:
             total += len(chunk)
             if total > self.limits.max_body_bytes:
                 raise DocumentTooLarge(
-                    f"the request body is larger than the {self.limits.max_body_bytes:,}-byte limit")
+                    f"the request body passed the {self.limits.max_body_bytes:,}-byte limit (a document may "
+                    f"be at most {self.limits.max_document_bytes:,} bytes); nothing was kept")
             digest.update(chunk)
             try:
                 self.parser.write(chunk)
             except MultipartParseError as exc:
                 raise _malformed(str(exc)) from None
-            for kind, value in self._events:
-                self._handle(kind, value)
+            try:
+                for kind, value in self._events:
+                    self._handle(kind, value)
+            except OcrfleetError as exc:
+                # Say which file was wrong: a batch carries many.
+                if self._filename and not exc.message.startswith(self._filename):
+                    exc.args = (f"{self._filename}: {exc.message}",)
+                raise
             self._events.clear()
         try:
             self.parser.finalize()
         except MultipartParseError as exc:
             raise _malformed(str(exc)) from None
-        if self.part is not None or total == 0:
-            raise _malformed("the body ended inside a part (or was empty); send the whole body")
+        if self.part is not None or not self._ended:
+            raise _malformed("the body ended before its closing boundary; send the whole body")
         if body_sha256 is not None and not hmac.compare_digest(digest.hexdigest(), body_sha256):
             raise Problem(401, "invalid_signature", "the body does not match X-Ocrfleet-Content-SHA256",
                           title="Unauthorized")
@@ -145,6 +158,7 @@ class _FormReader:
     def _handle(self, kind: str, value) -> None:
         if kind == "begin":
             self.part = self._begin(value)
+            self._filename = self.part.filename
             return
         part = self.part
         if part is None:
@@ -166,13 +180,7 @@ class _FormReader:
             except UnicodeDecodeError:
                 raise Problem(422, "invalid_request", f"form field {part.name!r} is not UTF-8 text") from None
             return
-        try:
-            info = part.inspector.finish()
-        except OcrfleetError as exc:
-            if part.filename:
-                exc.args = (f"{part.filename}: {exc.message}",)
-            raise
-        self.form.documents[-1].info = info
+        self.form.documents[-1].info = part.inspector.finish()
 
     def _begin(self, headers: dict[bytes, bytes]) -> _Part:
         _, options = parse_options_header(headers.get(b"content-disposition", b""))
