@@ -15,8 +15,8 @@ from ocrfleet_operator.settings import OperatorSettings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = OperatorSettings()
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kopf.run(
         clusterwide=not config.namespace,
         namespaces=[config.namespace] if config.namespace else (),

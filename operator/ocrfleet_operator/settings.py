@@ -38,6 +38,7 @@ class OperatorSettings(CoreSettings):
     field_manager: str = Field(
         "ocrfleet-operator", description="field_manager: the server-side-apply manager name."
     )
+    log_level: str = Field("INFO", description="log_level: DEBUG, INFO, WARNING or ERROR.")
     liveness_port: int = Field(
         8080, ge=0, le=65535, description="liveness_port: kopf's /healthz port; 0 disables it."
     )

@@ -1,0 +1,176 @@
+"""OcrCluster against the real API server with the operator running: children, status, drift,
+garbage collection, examples and validation."""
+
+# ruff: noqa: F811  (the fixtures imported from e2e.operator_support are used as arguments)
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.operator_support import crds, get_json, ns, operator, operator_redis, poll  # noqa: F401
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+CLUSTER = """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: pool}
+spec:
+  workers: {minReplicas: 1, maxReplicas: 3, targetQueueDepthPerWorker: 10, scaleDownStabilizationSeconds: 30}
+  api: {replicas: 1}
+"""
+
+
+def apply(cluster, namespace, manifest: str) -> str:
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+def rejected(cluster, namespace, manifest: str) -> str:
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        apply(cluster, namespace, manifest)
+    return info.value.stderr
+
+
+def condition(obj, ctype):
+    for c in (obj or {}).get("status", {}).get("conditions", []):
+        if c["type"] == ctype:
+            return c
+    return {}
+
+
+def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns):
+    apply(kind_cluster, ns, CLUSTER)
+    get = lambda *a: get_json(kind_cluster, *a, "-n", ns)  # noqa: E731
+
+    hpa = poll(lambda: get("hpa", "pool-worker", "--ignore-not-found"), 30, "the HPA")
+    worker = get("deployment", "pool-worker")
+    api = get("deployment", "pool-api")
+    assert get("service", "pool-api")["spec"]["ports"][0]["port"] == 80
+    pdbs = {p["metadata"]["name"] for p in get("pdb")["items"]}
+    assert pdbs == {"pool-api", "pool-worker"}
+    owner = get("ocrcluster", "pool")["metadata"]["uid"]
+    for child in (hpa, worker, api):
+        assert child["metadata"]["ownerReferences"][0]["uid"] == owner
+
+    pod = worker["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"worker", "triton"}
+    assert containers["triton"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert containers["triton"]["readinessProbe"]["httpGet"]["path"] == "/v2/models/ocr/ready"
+    assert worker["spec"]["replicas"] == 1
+    assert hpa["spec"]["minReplicas"] == 1 and hpa["spec"]["maxReplicas"] == 3
+    metric = hpa["spec"]["metrics"][0]["external"]
+    assert metric["metric"]["selector"]["matchLabels"] == {"ocrfleet.io/cluster": "pool"}
+    assert metric["target"] == {"type": "AverageValue", "averageValue": "10"}
+
+    # kwok runs the pods: the worker lands on a GPU node, and the cluster turns Ready
+    ready = poll(lambda: (o := get("ocrcluster", "pool")) and condition(o, "Ready").get("status") == "True" and o,
+                 60, "the OcrCluster to be Ready")
+    assert ready["status"]["workers"] == {"desired": 1, "ready": 1}
+    assert ready["status"]["observedGeneration"] == ready["metadata"]["generation"]
+    assert ready["status"]["api"]["endpoint"] == f"http://pool-api.{ns}.svc:80"
+    worker_pods = get("pods", "-l", "ocrfleet.io/cluster=pool,app.kubernetes.io/component=worker")["items"]
+    assert worker_pods[0]["spec"]["nodeName"].startswith(tuple(
+        n["metadata"]["name"] for n in get_json(kind_cluster, "nodes", "-l", "nvidia.com/gpu.present=true")["items"]))
+    listing = kind_cluster.kubectl("get", "ocrfleet", "-n", ns)
+    assert "pool" in listing and "True" in listing
+
+    # a bounds change rolls into the HPA
+    kind_cluster.kubectl("patch", "ocrcluster", "pool", "-n", ns, "--type=merge",
+                         "-p", '{"spec":{"workers":{"maxReplicas":5,"scaleDownStabilizationSeconds":60}}}')
+    poll(lambda: get("hpa", "pool-worker")["spec"]["maxReplicas"] == 5, 30, "maxReplicas 5 on the HPA")
+    assert get("hpa", "pool-worker")["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 60
+
+    # drift: a deleted HPA comes back, an edited one is put right
+    old_uid = get("hpa", "pool-worker")["metadata"]["uid"]
+    kind_cluster.kubectl("delete", "hpa", "pool-worker", "-n", ns)
+    poll(lambda: (h := get("hpa", "pool-worker", "--ignore-not-found")) and h["metadata"]["uid"] != old_uid,
+         30, "the deleted HPA to come back")
+    kind_cluster.kubectl("patch", "hpa", "pool-worker", "-n", ns, "--type=merge", "-p", '{"spec":{"maxReplicas":42}}')
+    poll(lambda: get("hpa", "pool-worker")["spec"]["maxReplicas"] == 5, 30, "the edited HPA to be repaired")
+    kind_cluster.kubectl("delete", "service", "pool-api", "-n", ns)
+    poll(lambda: get("service", "pool-api", "--ignore-not-found"), 30, "the deleted Service to come back")
+
+    # deleting the cluster garbage-collects every child (the controller-manager's collector)
+    kind_cluster.kubectl("delete", "ocrcluster", "pool", "-n", ns, "--timeout=60s")
+    poll(lambda: not get("deployments,hpa,pdb,services,replicasets,pods")["items"], 60,
+         "the children to be garbage-collected")
+
+
+def test_unschedulable_workers_make_the_cluster_degraded(kind_cluster, ns):
+    apply(kind_cluster, ns, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: greedy}
+spec:
+  workers: {minReplicas: 1, maxReplicas: 2, gpu: {count: 4}}
+  api: {replicas: 1}
+""")
+    degraded = poll(lambda: condition(get_json(kind_cluster, "ocrcluster", "greedy", "-n", ns), "Degraded")
+                    .get("status") == "True" and get_json(kind_cluster, "ocrcluster", "greedy", "-n", ns),
+                    90, "Degraded: no node has 4 GPUs")
+    cond = condition(degraded, "Degraded")
+    assert cond["reason"] == "Unschedulable"
+    assert "nvidia.com/gpu" in cond["message"]
+    assert condition(degraded, "Ready")["status"] == "False"
+
+
+def test_every_example_is_accepted(kind_cluster, ns):
+    names = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        kind_cluster.kubectl("apply", "-n", ns, "-f", str(path))
+        names += [d["metadata"]["name"] for d in yaml.safe_load_all(path.read_text()) if d]
+    listing = kind_cluster.kubectl("get", "ocrfleet", "-n", ns)
+    for name in names:
+        assert name in listing
+    # the defaults come from the CRD
+    minimal = get_json(kind_cluster, "ocrc", "minimal", "-n", ns)
+    assert minimal["spec"]["workers"]["minReplicas"] == 1
+    assert minimal["spec"]["triton"]["maxBatchSize"] == 16
+    job = get_json(kind_cluster, "ocrj", "statements-2025-01", "-n", ns)
+    assert job["spec"]["failurePolicy"]["maxFailedFraction"] == 0.1
+    poll(lambda: get_json(kind_cluster, "ocrj", "statements-2025-01", "-n", ns).get("status", {}).get("phase")
+         == "Suspended", 30, "the suspended example job to show Suspended")
+
+
+def test_invalid_manifests_are_rejected_with_a_readable_message(kind_cluster, crds, namespace):
+    err = rejected(kind_cluster, namespace, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: bad}
+spec: {workers: {minReplicas: 5, maxReplicas: 2}}
+""")
+    assert "workers.minReplicas must not exceed workers.maxReplicas" in err
+
+    err = rejected(kind_cluster, namespace, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: bad}
+spec: {workers: {maxReplicas: 0, gpu: {count: 99}}, api: {serviceType: Ingress}}
+""")
+    assert "spec.workers.maxReplicas" in err and "should be greater than or equal to 1" in err
+    assert "spec.workers.gpu.count" in err
+    assert 'Unsupported value: "Ingress"' in err
+
+    job = """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrJob
+metadata: {{name: j}}
+spec:
+  clusterRef: {{name: {cluster}}}
+  source: {source}
+"""
+    err = rejected(kind_cluster, namespace, job.format(
+        cluster="pool", source='{urls: ["https://x/a.png"], volume: {path: /data}}'))
+    assert "set exactly one document source" in err
+    err = rejected(kind_cluster, namespace, job.format(cluster="pool", source="{}"))
+    assert "set exactly one document source" in err
+    err = rejected(kind_cluster, namespace, job.format(cluster="pool", source='{urls: ["ftp://x/a.png"]}'))
+    assert "spec.source.urls[0]" in err
+
+    apply(kind_cluster, namespace, job.format(cluster="pool", source="{volume: {path: /data}}"))
+    err = rejected(kind_cluster, namespace, job.format(cluster="other", source="{volume: {path: /data}}"))
+    assert "clusterRef is immutable" in err

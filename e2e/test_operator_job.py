@@ -1,0 +1,115 @@
+"""OcrJob with the operator running: documents enqueued once, progress folded into status,
+Pending -> Running -> Succeeded, a restart of the operator mid-job, deletion and suspension.
+
+The test plays the worker (read, record the outcome, ack) on the same Redis, so the job's
+life is checked without the OCR model.
+"""
+
+# ruff: noqa: F811  (the fixtures imported from e2e.operator_support are used as arguments)
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from e2e.operator_support import crds, get_json, ns, operator, operator_redis, poll, redis  # noqa: F401
+from ocrfleet import keys
+from ocrfleet.progress import JobProgress
+from ocrfleet.queue import WorkQueue
+
+CLUSTER = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster",
+           "metadata": {"name": "batch"}, "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}}}
+
+
+def documents(directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (directory / f"page-{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + f"document {i}".encode())
+    return directory
+
+
+def job_manifest(name: str, cluster: str, path: Path, **spec) -> str:
+    return json.dumps({"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": name},
+                       "spec": {"clusterRef": {"name": cluster}, "source": {"volume": {"path": str(path)}},
+                                **spec}})
+
+
+def status(kind_cluster, ns, name):
+    return (get_json(kind_cluster, "ocrjob", name, "-n", ns) or {}).get("status", {})
+
+
+def work(redis, cluster: str, *, limit: int, seen: list[str]) -> int:
+    """Play the worker: process up to ``limit`` documents; returns how many."""
+    queue, progress = WorkQueue(redis, cluster), JobProgress(redis, cluster)
+    done = 0
+    while done < limit:
+        batch = queue.read("test-worker", count=min(10, limit - done))
+        if not batch:
+            break
+        for d in batch:
+            seen.append(d.task.document_id)
+            progress.record_outcome(d.task.job, d.task.document_id, succeeded=True, pages=1, now=time.time())
+            queue.ack(d)
+            done += 1
+    return done
+
+
+def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis, operator, tmp_path):
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(CLUSTER))
+    source = documents(tmp_path / "docs", 50)
+    t0 = time.monotonic()
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("fifty", "batch", source))
+    poll(lambda: status(kind_cluster, ns, "fifty").get("counts", {}).get("enqueued") == 50, 30, "50 enqueued")
+    s = poll(lambda: (s := status(kind_cluster, ns, "fifty")).get("phase") == "Running" and s, 30, "Running")
+    to_running = time.monotonic() - t0
+    assert s["counts"]["total"] == 50 and s["startTime"]
+
+    seen: list[str] = []
+    assert work(redis, "batch", limit=20, seen=seen) == 20
+    poll(lambda: status(kind_cluster, ns, "fifty")["counts"]["done"] == 20, 30, "20/50 in status")
+
+    operator.kill()  # mid-job, no clean-up
+    operator.start()
+    assert work(redis, "batch", limit=100, seen=seen) == 30
+    final = poll(lambda: (s := status(kind_cluster, ns, "fifty")).get("phase") == "Succeeded" and s, 30,
+                 "Succeeded after the restart")
+    assert final["counts"] == {"total": 50, "enqueued": 50, "succeeded": 50, "failed": 0, "inFlight": 0, "done": 50}
+    assert final["completionTime"]
+    assert len(seen) == 50 and len(set(seen)) == 50, "a document was enqueued twice"
+    job_key = f"{ns}.fifty"
+    assert redis.scard(keys.job_enqueued("batch", job_key)) == 50
+    assert WorkQueue(redis, "batch").depth().total == 0
+
+    events = json.loads(kind_cluster.kubectl("get", "events", "-n", ns, "-o", "json",
+                                             "--field-selector", "involvedObject.name=fifty"))["items"]
+    reasons = [e["reason"] for e in sorted(events, key=lambda e: e.get("firstTimestamp") or e["eventTime"])]
+    assert [r for r in reasons if r in ("Pending", "Running", "Succeeded")] == ["Pending", "Running", "Succeeded"]
+    printed = kind_cluster.kubectl("get", "ocrj", "fifty", "-n", ns)
+    assert "Succeeded" in printed and "50" in printed
+    print(f"\nMEASURED job_apply_to_running_s={to_running:.1f}")
+
+
+def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, tmp_path):
+    source = documents(tmp_path / "docs", 10)
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("early", "later", source, suspend=True))
+    s = poll(lambda: (s := status(kind_cluster, ns, "early")).get("reason") == "ClusterNotFound" and s, 30,
+             "a clear condition for the missing cluster")
+    assert s["phase"] == "Pending" and "spec.clusterRef" in s["message"]
+
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-",
+                         input=json.dumps({**CLUSTER, "metadata": {"name": "later"}}))
+    poll(lambda: status(kind_cluster, ns, "early").get("phase") == "Suspended", 30, "Suspended once admitted")
+    queue = WorkQueue(redis, "later")
+    assert queue.depth().total == 0, "a suspended job enqueues nothing"
+
+    kind_cluster.kubectl("patch", "ocrjob", "early", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    poll(lambda: status(kind_cluster, ns, "early").get("phase") == "Running", 30, "Running after resume")
+    poll(lambda: queue.depth().total == 10, 10, "10 documents waiting")
+
+    kind_cluster.kubectl("patch", "ocrjob", "early", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    poll(lambda: queue.depth().total == 0, 30, "suspending removes the waiting documents")
+    kind_cluster.kubectl("patch", "ocrjob", "early", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    poll(lambda: queue.depth().total == 10, 30, "resuming enqueues them again")
+
+    kind_cluster.kubectl("delete", "ocrjob", "early", "-n", ns, "--timeout=30s")
+    assert queue.depth().total == 0, "deleting the job removes its waiting documents"
