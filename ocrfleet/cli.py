@@ -1,0 +1,243 @@
+"""The ``ocrfleet`` command: the embedded path, without Kubernetes.
+
+``ocrfleet process <files or folders>`` starts what it needs — a local Redis on a free port,
+the OCR engine (Triton from the worker image's launcher, or the in-process PyTorch engine),
+a SQLite results store — queues every document exactly as the cluster does, runs a worker
+over the queue with a progress bar, writes one JSON line per document and prints a summary.
+It exits 1 when any document failed, 0 otherwise.
+
+``ocrfleet samples <dir>`` writes a labelled sample set (:mod:`ocrfleet.docgen`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ocrfleet.results import DOCUMENT_TYPES, DocumentResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SKIP_SUFFIXES = (".truth.json", ".jsonl", ".json", ".txt", ".md")
+
+
+def find_documents(paths: list[str]) -> list[Path]:
+    """Files named, and files under folders named (recursively), in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                            and not p.name.endswith(SKIP_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SystemExit(f"ocrfleet: {raw}: no such file or folder")
+    return found
+
+
+@contextlib.contextmanager
+def ocr_engine(kind: str, *, replay_dir: str | None, console: Console) -> Iterator[object]:
+    """The engine for ``kind``, with whatever server it needs running for the block."""
+    if kind == "replay":
+        from ocrfleet_worker.replay_engine import ReplayEngine
+
+        yield ReplayEngine.from_sample_set(replay_dir) if replay_dir else ReplayEngine()
+        return
+    if kind == "torch":
+        from ocrfleet_worker.engine import LocalTorchEngine
+
+        with console.status("loading the OCR model (first start converts and caches it)"):
+            engine = LocalTorchEngine()
+        yield engine
+        return
+    from ocrfleet_worker.engine import TritonEngine
+    from ocrfleet_worker.triton_server import TritonServer
+
+    with console.status("starting Triton (first start converts and caches the model)"), TritonServer() as server:
+        yield TritonEngine(server.grpc_url)
+
+
+def process(args: argparse.Namespace) -> int:
+    import redis
+    from ocrfleet_worker.consumer import Pacing, Worker
+    from ocrfleet_worker.documents import DecodeLimits
+    from ocrfleet_worker.pipeline import DocumentPipeline
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ocrfleet.blobs import LocalBlobStore
+    from ocrfleet.localproc import RedisServer
+    from ocrfleet.progress import JobProgress
+    from ocrfleet.queue import Task, WorkQueue
+    from ocrfleet.store import DocumentRow, ResultStore, make_engine
+
+    console = Console(stderr=True)
+    files = find_documents(args.paths)
+    if not files:
+        console.print("[yellow]no documents found[/]")
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="ocrfleet-process-"))
+    database = args.database or f"sqlite:///{Path(args.out).with_suffix('.db').resolve()}"
+    job = f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    cluster = "local"
+    mask = tuple(m for m in (args.mask or "").split(",") if m)
+    try:
+        with RedisServer(appendonly=False) as server, \
+                ocr_engine(args.engine, replay_dir=args.replay_dir, console=console) as engine:
+            client = redis.Redis.from_url(server.url)
+            store = ResultStore(make_engine(database))
+            store.create_schema()
+            blobs = LocalBlobStore(workdir / "blobs")
+            queue = WorkQueue(client, cluster, max_attempts=args.max_attempts)
+            queue.ensure_groups()
+            progress = JobProgress(client, cluster)
+            ids: list[tuple[Path, str]] = []
+            for path in files:
+                blob = blobs.put_bytes(path.read_bytes())
+                doc_id = uuid.uuid4().hex
+                store.add_document(DocumentRow(id=doc_id, tenant=args.tenant, sha256=blob.sha256, job=job,
+                                               filename=path.name, size_bytes=blob.size,
+                                               requested_type=args.type, mask_fields=list(mask)))
+                queue.enqueue(Task(document_id=doc_id, tenant=args.tenant, blob=blob.ref, sha256=blob.sha256,
+                                   job=job, filename=path.name, document_type=args.type, mask_fields=mask))
+                ids.append((path, doc_id))
+            progress.set_total(job, len(ids))
+            progress.record_enqueued(job, len(ids))
+
+            worker = Worker(queue=queue, store=store, progress=progress, blobs=blobs,
+                            pipeline=DocumentPipeline(engine, DecodeLimits(max_side=args.max_side)),
+                            consumer="cli", pacing=Pacing(block_ms=100, reclaim_interval_s=30))
+            started = time.perf_counter()
+            runner = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
+            runner.start()
+            columns = (TextColumn("[bold]OCR"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[pages]} pages"),
+                       TimeElapsedColumn())
+            with Progress(*columns, console=console, transient=False) as bar:
+                task_id = bar.add_task("ocr", total=len(ids), pages=0)
+                try:
+                    while runner.is_alive():
+                        counts = progress.read(job)
+                        bar.update(task_id, completed=counts.done, pages=counts.pages)
+                        runner.join(0.2)
+                except KeyboardInterrupt:
+                    console.print("[yellow]stopping after the current document…[/]")
+                    worker.stop()
+                    runner.join()
+                counts = progress.read(job)
+                bar.update(task_id, completed=counts.done, pages=counts.pages)
+            elapsed = time.perf_counter() - started
+            results = [(path, store.get(doc_id)) for path, doc_id in ids]
+            client.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    out = Path(args.out)
+    with out.open("w", encoding="utf-8") as f:
+        for path, result in results:
+            line = result.model_dump(mode="json") | {"path": str(path)}
+            f.write(_json(line) + "\n")
+    _summary(console, results, elapsed, out)
+    return 0 if all(r.status == "succeeded" for _p, r in results) else 1
+
+
+def _json(data: dict) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False)
+
+
+KEY_FIELDS = ("id_number", "name", "account_number", "period_start")
+
+
+def _summary(console: Console, results: list[tuple[Path, DocumentResult]], elapsed: float, out: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title="ocrfleet process", show_lines=False)
+    for column in ("document", "type", "pages", "status", "key fields", "checks", "ms"):
+        table.add_column(column, overflow="fold")
+    pages = 0
+    for path, r in results:
+        pages += len(r.pages)
+        fields = {f.name: f for p in r.pages for f in p.fields}
+        shown = [n for n in KEY_FIELDS if n in fields and fields[n].value]
+        shown = shown or [n for n in fields if n.startswith("kv:")][:2]
+        keys = ", ".join(f"{n.removeprefix('kv:')}={fields[n].value}" + ("" if fields[n].valid is not False else " ✗")
+                         for n in shown)
+        checks = [c for p in r.pages for c in p.checks]
+        passed = f"{sum(c.passed for c in checks)}/{len(checks)}" if checks else "-"
+        status = "[green]ok[/]" if r.status == "succeeded" else f"[red]{r.error.code if r.error else r.status}[/]"
+        if r.cached:
+            status += " (cached)"
+        table.add_row(path.name, r.document_type or "-", str(len(r.pages)), status,
+                      keys or (r.error.message if r.error else ""), passed,
+                      f"{r.processing_ms:.0f}" if r.processing_ms is not None else "-")
+    console.print(table)
+    failed = sum(r.status != "succeeded" for _p, r in results)
+    rate = pages / elapsed if elapsed > 0 else 0.0
+    console.print(f"{len(results)} documents, {pages} pages, {failed} failed in {elapsed:.1f} s "
+                  f"({rate:.2f} pages/s); results in {out}")
+
+
+def samples(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ocrfleet import docgen
+
+    console = Console(stderr=True)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else docgen.KINDS
+    unknown = set(kinds) - set(docgen.KINDS)
+    if unknown:
+        raise SystemExit(f"ocrfleet samples: unknown kinds {sorted(unknown)}; choose from {', '.join(docgen.KINDS)}")
+    with console.status(f"rendering {args.count} documents"):
+        paths = docgen.generate(args.dir, args.count, seed=args.seed, kinds=kinds, clean_fraction=args.clean_fraction)
+    console.print(f"wrote {len(paths)} documents and their truth files to {args.dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocrfleet", description="Document OCR on a GPU pool, and locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("process", help="OCR files or folders locally (local Redis, Triton, SQLite); writes JSONL")
+    p.add_argument("paths", nargs="+", help="files, or folders searched recursively")
+    p.add_argument("-o", "--out", default="ocrfleet-results.jsonl", help="the JSONL file to write")
+    p.add_argument("--engine", choices=("triton", "torch", "replay"), default="triton",
+                   help="triton: start a local Triton; torch: the model in this process; "
+                        "replay: answer from a sample set's truth (no model)")
+    p.add_argument("--replay-dir", help="with --engine replay: the sample set to answer from")
+    p.add_argument("--type", choices=DOCUMENT_TYPES, default="auto", help="document type, or auto-detect")
+    p.add_argument("--mask", default="", help="fields to mask, comma-separated (e.g. id_number,account_number; all)")
+    p.add_argument("--tenant", default="local", help="tenant the results belong to (the cache is per tenant)")
+    p.add_argument("--database", help="SQLAlchemy URL of the results store (default: SQLite next to --out)")
+    p.add_argument("--max-side", type=int, default=2048, help="pages are downscaled to this longer side")
+    p.add_argument("--max-attempts", type=int, default=3, help="tries per document")
+    p.set_defaults(func=process)
+
+    s = sub.add_parser("samples", help="write a labelled sample set (ID cards, statements, generic pages)")
+    s.add_argument("dir", help="output folder")
+    s.add_argument("-n", "--count", type=int, default=20)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--kinds", default="", help=f"comma-separated subset of {','.join(('id_card', 'bank_statement', 'generic', 'mixed'))}")
+    s.add_argument("--clean-fraction", type=float, default=0.4, help="share of documents left undegraded")
+    s.set_defaults(func=samples)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
