@@ -77,7 +77,9 @@ def unavailable(detail: str, retry_after: int = 5) -> Problem:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}, "description": text}
     for status, text in {
+        400: "The request body could not be parsed",
         401: "No valid API key or signature",
+        403: "The tenant is disabled",
         422: "The request or the document is invalid",
         429: "Rate limit exceeded; see Retry-After",
         503: "Overloaded or a dependency is away; see Retry-After",
@@ -107,8 +109,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        code = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the request body could not be parsed; send UTF-8 JSON as the operation documents"
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"there is no resource at {request.url.path}; see /docs for the API"
         return Problem(exc.status_code, code, detail, headers=dict(exc.headers or {})).response(request.url.path)
