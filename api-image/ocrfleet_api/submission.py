@@ -25,8 +25,16 @@ from ocrfleet_api.uploads import ReceivedDocument
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+FORM_FIELDS = ("document_type", "priority", "mask_fields")
+
+
 def options_from_form(fields: dict[str, str]) -> SubmitOptions:
-    """Options sent as form fields; ``mask_fields`` is comma-separated."""
+    """Options sent as form fields; ``mask_fields`` is comma-separated. Unknown fields are refused
+    (a misspelt ``mask_field`` must not silently leave an ID number unmasked)."""
+    unknown = sorted(set(fields) - set(FORM_FIELDS))
+    if unknown:
+        raise Problem(422, "invalid_request", f"unknown form fields {unknown[:3]}; the fields are "
+                      f"{', '.join(FORM_FIELDS)} and the file part(s)")
     masks = [m.strip() for m in fields.get("mask_fields", "").split(",") if m.strip()]
     return check_options(SubmitOptions(document_type=fields.get("document_type", "auto") or "auto",
                                        priority=fields.get("priority", "normal") or "normal",

@@ -160,3 +160,10 @@ def test_health_ready_metrics_openapi(api):
     spec = api.http.get("/openapi.json").json()
     assert "/v1/documents/check-cache" in spec["paths"]
     assert_problem(api.http.get("/nowhere"), 404, "not_found")
+
+
+def test_unknown_form_fields_are_refused(api):
+    key = api.tenant("acme")
+    body = assert_problem(upload(api, key, png(), mask_field="id_number"), 422, "invalid_request")
+    assert "mask_field" in body["detail"]
+    api.assert_nothing_stored()

@@ -26,6 +26,7 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=RESPONSES)
 
 _BATCH_FORM = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["files"],
     "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"},

@@ -34,6 +34,7 @@ UPLOAD_RESPONSES = {
 }
 _SUBMIT_FORM = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["file"],
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "The document: PDF, PNG, JPEG, TIFF, BMP, WEBP."},
