@@ -24,12 +24,19 @@ from ocrfleet_worker.masking import MaskPolicy, mask_page
 class PageRead(Protocol):
     lines: list[TextLine]
     rotation: int
+    """Degrees (0, 90, 180, 270) the page was turned clockwise to read upright."""
 
 
 class PageReader(Protocol):
     """What the pipeline needs of an OCR engine (``ocrfleet_worker.engine.OcrEngine``)."""
 
-    def read_page(self, image: np.ndarray) -> PageRead: ...
+    def read_page(self, image: np.ndarray) -> PageRead:
+        """Read one page: ``uint8`` H x W x 3 in BGR order (OpenCV's, as the networks were trained)."""
+
+
+def engine_image(rgb: np.ndarray) -> np.ndarray:
+    """A decoded (RGB) page in the engine's channel order (BGR), contiguous."""
+    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ def page_result(index: int, image: np.ndarray, read: PageRead, *, requested_type
     rotation = int(read.rotation) % 360
     if rotation in (90, 270):
         w, h = h, w
+    w, h = getattr(read, "width", w) or w, getattr(read, "height", h) or h
     return PageResult(page=index + 1, width=w, height=h, rotation=rotation, document_type=doc_type,
                       lines=lines, fields=found.fields, rows=found.rows, checks=found.checks)
 
@@ -72,7 +80,8 @@ class DocumentPipeline:
         start = time.perf_counter()
         decoded = decode(data, self.limits)
         pages = [
-            page_result(p.index, p.image, self.engine.read_page(p.image), requested_type=requested_type)
+            page_result(p.index, p.image, self.engine.read_page(engine_image(p.image)),
+                        requested_type=requested_type)
             for p in decoded.pages
         ]
         if mask:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ocrfleet.results import TextLine
 from ocrfleet_worker.documents import DecodeLimits, decode
+from ocrfleet_worker.pipeline import engine_image
 
 
 @dataclass
@@ -55,7 +56,7 @@ class ReplayEngine:
     def learn(self, data: bytes, pages: list[ReplayRead], limits: DecodeLimits | None = None) -> None:
         """Record the reads of a document's pages, in page order."""
         for page, read in zip(decode(data, limits).pages, pages, strict=False):
-            self.reads[page_key(page.image)] = read
+            self.reads[page_key(engine_image(page.image))] = read
 
     @classmethod
     def from_sample_set(cls, root: str | Path, *, limits: DecodeLimits | None = None,
