@@ -133,41 +133,51 @@ def tick(rt: Runtime, job: Mapping, *, now: datetime | None = None,
 def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdict:
     meta, spec = job["metadata"], job["spec"]
     ns = meta["namespace"]
-    previous = job.get("status") or {}
+    previous = dict(job.get("status") or {})
     current = Phase(previous["phase"]) if previous.get("phase") else None
+    if current is not None and current.terminal:
+        _expire(rt, job, previous, now)
+        return phases.Verdict(current, phases.Reason(previous.get("reason", "AllDocumentsProcessed")),
+                              previous.get("message", ""))
     cluster = rt.kube.get("OcrCluster", ns, spec["clusterRef"]["name"])
     jkey = job_key(meta)
     counts, source_error, listed = JobCounts(), "", False
-    if cluster is not None and not (current and current.terminal):
+    if cluster is not None:
+        if current is None:  # admitted: say so before the (possibly long) feeding starts
+            previous = _write(rt, job, cluster, phases.Verdict(Phase.PENDING, phases.Reason.ENQUEUING,
+                              "admitted; listing and enqueuing documents"), counts, previous, now, on_phase)
+            current = Phase.PENDING
         progress = rt.progress_for(cluster)
+        progress_key = keys.job_progress(cluster["metadata"]["name"], jkey)
         if spec.get("suspend"):
-            queue = rt.queue_for(cluster)
-            queue.remove_waiting(jkey, dedupe_set=keys.job_enqueued(cluster["metadata"]["name"], jkey))
+            rt.queue_for(cluster).remove_waiting(jkey, dedupe_set=keys.job_enqueued(cluster["metadata"]["name"], jkey))
         else:
             try:
                 counts = progress.read(jkey)
-                if counts.enqueued < counts.total or counts.total == 0:
+                if not progress.redis.hexists(progress_key, "total") or counts.enqueued < counts.total:
                     feed(rt, job, cluster, list_documents(job))
             except SourceError as exc:
                 source_error = str(exc)
         counts = progress.read(jkey)
-        listed = counts.total > 0 or "total" in {k.decode() for k in progress.redis.hkeys(
-            keys.job_progress(cluster["metadata"]["name"], jkey))}
-    elif cluster is not None:
-        counts = rt.progress_for(cluster).read(jkey)
+        listed = bool(progress.redis.hexists(progress_key, "total"))
     verdict = phases.next_phase(
         current=current, cluster_found=cluster is not None, suspend=bool(spec.get("suspend")), counts=counts,
         source_listed=listed, max_failed_fraction=spec["failurePolicy"]["maxFailedFraction"],
         source_error=source_error)
-    if current and current.terminal:
-        _expire(rt, job, previous, now)
-        return verdict
+    _write(rt, job, cluster, verdict, counts, previous, now, on_phase)
+    return verdict
+
+
+def _write(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts, previous: dict, now,
+           on_phase) -> dict:
+    """Write the job's status through the one writer; post an Event when the phase changes."""
+    meta = job["metadata"]
     status = _status(rt, job, cluster, verdict, counts, previous, now)
     changed_phase = verdict.phase.value != previous.get("phase")
-    rt.status.write("OcrJob", ns, meta["name"], meta["uid"], previous, status, urgent=changed_phase)
+    rt.status.write("OcrJob", meta["namespace"], meta["name"], meta["uid"], previous, status, urgent=changed_phase)
     if changed_phase and on_phase:
         on_phase(verdict.phase.value, verdict.reason.value, verdict.message)
-    return verdict
+    return {**previous, **status}
 
 
 def _status(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts, previous, now) -> dict:
