@@ -52,6 +52,13 @@ NODES = [
 ]
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call; its message carries kubectl's own error output."""
+
+    def __str__(self) -> str:
+        return f"{' '.join(map(str, self.cmd[2:]))} failed ({self.returncode}): {self.stderr.strip()}"
+
+
 def build_tools() -> Path:
     """Build (or find cached) binaries; returns their directory. Fails loudly with the log tail."""
     proc = subprocess.run([str(HERE / "tools" / "build.sh")], capture_output=True, text=True)
@@ -78,9 +85,7 @@ def node_manifest(name: str, cpu: str, memory: str, gpus: int) -> dict:
         "metadata": {"name": name, "labels": labels,
                      "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
         "spec": {"taints": taints},
-        "status": {"capacity": capacity, "allocatable": capacity,
-                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                "kubeletVersion": "fake", "kubeProxyVersion": "fake"}},
+        "status": {"capacity": capacity, "allocatable": capacity},
     }
 
 
@@ -91,8 +96,10 @@ class LocalCluster:
     find the same cluster.
     """
 
-    def __init__(self, name: str = "ocrfleet", directory: Path | None = None) -> None:
+    def __init__(self, name: str = "ocrfleet", directory: Path | None = None,
+                 extra_args: dict[str, list[str]] | None = None) -> None:
         self.name = name
+        self.extra_args = extra_args or {}
         self.directory = Path(directory) if directory else CACHE / "clusters" / name
         self.kubeconfig_path = self.directory / "kubeconfig"
         self.bin: Path | None = None
@@ -102,10 +109,10 @@ class LocalCluster:
     # -- pytest-kind's interface ------------------------------------------------------------
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> str:
-        proc = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig_path}", *args], input=input,
+        proc = subprocess.run([self.kubectl_path, f"--kubeconfig={self.kubeconfig_path}", *args], input=input,
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+            raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout
 
     def port_forward(self, *args, **kwargs):
@@ -113,6 +120,12 @@ class LocalCluster:
 
     def load_docker_image(self, *args, **kwargs):
         raise NotImplementedError("the local control plane has no container runtime")
+
+    @property
+    def kubectl_path(self) -> str:
+        """kubectl of the server's own version (built with it), else the one on PATH."""
+        built = (self.bin or build_tools()) / "kubectl"
+        return str(built) if built.exists() else "kubectl"
 
     @property
     def helm(self) -> Path:
@@ -156,10 +169,11 @@ class LocalCluster:
                 f"--config={self.bin.parent / 'kwok-stages.yaml'}", "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--cidr=10.244.0.0/16", "--node-ip=10.255.0.1", "--node-lease-duration-seconds=40",
-                "--server-address=127.0.0.1", f"--node-port={self.ports['kwok']}",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
             ], ready=lambda: True)
             self._save_state()
-            self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(node_manifest(**n)) for n in NODES))
+            self.kubectl("apply", "-f", "-", input=json.dumps({
+                "apiVersion": "v1", "kind": "List", "items": [node_manifest(**n) for n in NODES]}))
             deadline = t0 + timeout
             self._wait(lambda: self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=1s",
                                             check=False).count("condition met") == len(NODES),
@@ -184,7 +198,7 @@ class LocalCluster:
     # -- components ---------------------------------------------------------------------------
 
     def _start(self, name: str, argv: list[str], *, ready, timeout: float = 60) -> None:
-        proc = LocalProcess(name, argv, workdir=self.directory)
+        proc = LocalProcess(name, argv + self.extra_args.get(name, []), workdir=self.directory)
         self.processes[name] = proc
         proc.start(ready, timeout=timeout)
 
@@ -299,9 +313,9 @@ def _alive(pid: int) -> bool:
     return False
 
 
-def temporary_cluster(name: str = "ocrfleet-test") -> LocalCluster:
+def temporary_cluster(name: str = "ocrfleet-test", **kwargs) -> LocalCluster:
     """A cluster in a fresh temporary directory (tests): removed by ``delete()``."""
-    return LocalCluster(name, Path(tempfile.mkdtemp(prefix=f"{name}-")))
+    return LocalCluster(name, Path(tempfile.mkdtemp(prefix=f"{name}-")), **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

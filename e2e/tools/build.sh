@@ -11,10 +11,11 @@ K8S_VERSION=v1.37.2    # k8s.io/kubernetes; staging modules at v0.37.2 (see k8s/
 ETCD_VERSION=v3.6.16   # go.etcd.io/etcd/server/v3 (see etcd/go.mod)
 KWOK_VERSION=v0.8.0    # sigs.k8s.io/kwok
 HELM_VERSION=v3.22.0   # helm.sh/helm/v3
+RECIPE=2               # bump when the build flags below change, so caches are rebuilt
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${OCRFLEET_CACHE:-$HOME/.cache/ocrfleet}
-bin="$cache/k8s/$K8S_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-helm$HELM_VERSION/bin"
+bin="$cache/k8s/$K8S_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-helm$HELM_VERSION-r$RECIPE/bin"
 mkdir -p "$bin"
 log="$bin/../build.log"
 
@@ -39,10 +40,12 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 
-if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ]; then
-  run "kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION" \
+if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/kube-scheduler" ] \
+   || [ ! -x "$bin/kubectl" ]; then
+  run "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $K8S_VERSION" \
     bash -c "cd '$here/k8s' && go build -trimpath -tags selinux,notest -ldflags '$ldflags' -o '$bin/' \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler"
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
 fi
 if [ ! -x "$bin/etcd" ]; then
   run "etcd $ETCD_VERSION" bash -c "cd '$here/etcd' && go build -trimpath -ldflags '-s -w' -o '$bin/etcd' ."
@@ -50,15 +53,19 @@ fi
 if [ ! -x "$bin/kwok" ]; then
   run "kwok $KWOK_VERSION" env GOBIN="$bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 fi
+# helm's default Kubernetes version (for `helm template` and lint), as its own release build sets it
+helm_k8s="-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+helm_k8s="$helm_k8s -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 if [ ! -x "$bin/helm" ]; then
   run "helm $HELM_VERSION" env GOBIN="$bin" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $helm_k8s" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 # kwok's stage definitions (v0.8 needs them in its config) come from its module source.
 if [ ! -f "$bin/../kwok-stages.yaml" ]; then
   src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  for f in node-initialize node-heartbeat-with-lease pod-ready pod-complete pod-delete; do
-    cat "$src/kustomize/stage/"*/*/"$f.yaml" 2>/dev/null || cat $(find "$src/kustomize/stage" -name "$f.yaml" | head -1)
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+           pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    cat "$src/kustomize/stage/$f.yaml"
     echo "---"
   done > "$bin/../kwok-stages.yaml.tmp"
   mv "$bin/../kwok-stages.yaml.tmp" "$bin/../kwok-stages.yaml"
