@@ -256,7 +256,7 @@ def generic_page(rng: random.Random) -> tuple[Canvas, dict[str, Any]]:
     for key, make in pairs:
         value = make(rng)
         page.text((100, y), f"{key}: {value}" if key.isascii() else f"{key}：{value}", 28)
-        truth[f"kv:{key}"] = value
+        truth[f"kv:{key.replace(' ', '')}"] = value  # as the worker names it
         y += 60
     for text in rng.sample(GENERIC_TEXT, 3):
         page.text((100, y + 30), text, 26)

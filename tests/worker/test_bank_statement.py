@@ -87,3 +87,15 @@ def test_running_balance_check_alone():
     assert bank_statement.running_balance_check(rows, opening=Decimal("100")).passed
     assert not bank_statement.running_balance_check(rows, opening=Decimal("99")).passed
     assert not bank_statement.running_balance_check(rows, closing=Decimal("104")).passed
+
+
+def test_english_statement_as_ocr_reads_it_without_spaces():
+    lines = [
+        line("StatementPeriod:01Mar2025to31Mar2025", 40, 90),
+        *table([[("24Mar2025", 40), ("Pharmacy", 200), ("-10.00", 600), ("990.00", 800)],
+                [("25Mar 2025", 40), ("Rent", 200), ("-90.00", 600), ("900.00", 800)]], top=180),
+    ]
+    out = bank_statement.extract(lines)
+    f = {x.name: x.value for x in out.fields}
+    assert (f["period_start"], f["period_end"]) == ("2025-03-01", "2025-03-31")
+    assert [r["date"] for r in out.rows] == ["2025-03-24", "2025-03-25"] and out.checks[0].passed

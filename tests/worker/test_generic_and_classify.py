@@ -19,7 +19,7 @@ def test_key_value_pairs():
         line("Just a sentence without a pair.", 0, 200),
     ]
     f = {x.name: x.value for x in generic.extract(lines).fields}
-    assert f == {"kv:Invoice No": "INV-2024-001", "kv:日期": "2024年3月1日", "kv:Total": "1,234.00"}
+    assert f == {"kv:InvoiceNo": "INV-2024-001", "kv:日期": "2024年3月1日", "kv:Total": "1,234.00"}
 
 
 def test_classifies_each_type():

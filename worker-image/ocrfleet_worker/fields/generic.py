@@ -2,7 +2,8 @@
 
 A pair is a row whose text splits at its first colon into a short key and a non-empty value,
 or a row of exactly two boxes whose first ends with a colon. Keys are returned as printed
-(the field name is ``kv:<key>``) so nothing about the page's vocabulary is assumed.
+(the field name is ``kv:<key>``, spaces removed: OCR keeps or drops them at whim) so nothing
+about the page's vocabulary is assumed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def extract(lines: list[TextLine]) -> Extraction:
             pair = m.group(1), m.group(2)
         if pair is None or not pair[0] or not pair[1]:
             continue
-        key = re.sub(r"\s+", " ", pair[0])
+        key = re.sub(r"\s+", "", pair[0])  # OCR keeps or drops spaces at whim
         if key in seen:
             continue
         seen.add(key)
