@@ -150,7 +150,10 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
         progress = rt.progress_for(cluster)
         progress_key = keys.job_progress(cluster["metadata"]["name"], jkey)
         if spec.get("suspend"):
-            rt.queue_for(cluster).remove_waiting(jkey, dedupe_set=keys.job_enqueued(cluster["metadata"]["name"], jkey))
+            removed = rt.queue_for(cluster).remove_waiting(
+                jkey, dedupe_set=keys.job_enqueued(cluster["metadata"]["name"], jkey))
+            if removed:  # they go back in on resume
+                progress.record_enqueued(jkey, -removed)
         else:
             try:
                 counts = progress.read(jkey)
