@@ -149,7 +149,7 @@ class LocalCluster:
             self._start_apiserver(pki)
             self._write_kubeconfig(pki)
             self._save_state()
-            self._start("controller-manager", [
+            cm = self._spawn("controller-manager", [
                 str(self.bin / "kube-controller-manager"),
                 f"--kubeconfig={self.kubeconfig_path}", f"--authentication-kubeconfig={self.kubeconfig_path}",
                 f"--authorization-kubeconfig={self.kubeconfig_path}", "--bind-address=127.0.0.1",
@@ -157,23 +157,26 @@ class LocalCluster:
                 "--use-service-account-credentials=false", f"--controllers={CONTROLLERS}",
                 f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
                 "--horizontal-pod-autoscaler-sync-period=5s", "--concurrent-gc-syncs=5",
-            ], ready=self._healthz("controller-manager"))
-            self._start("scheduler", [
+            ])
+            sched = self._spawn("scheduler", [
                 str(self.bin / "kube-scheduler"), f"--kubeconfig={self.kubeconfig_path}",
                 f"--authentication-kubeconfig={self.kubeconfig_path}",
                 f"--authorization-kubeconfig={self.kubeconfig_path}", "--leader-elect=false",
                 "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
-            ], ready=self._healthz("scheduler"))
-            self._start("kwok", [
+            ])
+            self._spawn("kwok", [
                 str(self.bin / "kwok"), f"--kubeconfig={self.kubeconfig_path}",
                 f"--config={self.bin.parent / 'kwok-stages.yaml'}", "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--cidr=10.244.0.0/16", "--node-ip=10.255.0.1", "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",
-            ], ready=lambda: True)
+            ]).wait_ready(lambda: True, timeout=1)
             self._save_state()
+            # the three start together; nodes are registered while they come up
             self.kubectl("apply", "-f", "-", input=json.dumps({
                 "apiVersion": "v1", "kind": "List", "items": [node_manifest(**n) for n in NODES]}))
+            cm.wait_ready(self._healthz("controller-manager"), timeout=60)
+            sched.wait_ready(self._healthz("scheduler"), timeout=60)
             deadline = t0 + timeout
             self._wait(lambda: self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=1s",
                                             check=False).count("condition met") == len(NODES),
@@ -188,7 +191,7 @@ class LocalCluster:
         return self
 
     def delete(self) -> None:
-        """Stop every component (APIServices first, so nothing hangs) and remove the directory."""
+        """Stop every component, newest first, and remove the cluster directory."""
         for proc in reversed(list(self.processes.values())):
             proc.stop()
         self.processes.clear()
@@ -197,10 +200,13 @@ class LocalCluster:
 
     # -- components ---------------------------------------------------------------------------
 
-    def _start(self, name: str, argv: list[str], *, ready, timeout: float = 60) -> None:
+    def _spawn(self, name: str, argv: list[str]) -> LocalProcess:
         proc = LocalProcess(name, argv + self.extra_args.get(name, []), workdir=self.directory)
         self.processes[name] = proc
-        proc.start(ready, timeout=timeout)
+        return proc.spawn()
+
+    def _start(self, name: str, argv: list[str], *, ready, timeout: float = 60) -> None:
+        self._spawn(name, argv).wait_ready(ready, timeout=timeout)
 
     def _start_etcd(self) -> None:
         e, p = self.ports["etcd"], self.ports["etcd-peer"]

@@ -55,10 +55,20 @@ class LocalProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> LocalProcess:
+        """Spawn the process and wait until ``ready()`` answers true."""
+        return self.spawn().wait_ready(ready, timeout)
+
+    def spawn(self) -> LocalProcess:
+        """Start the process in its own session (so a stop takes its children too)."""
         preexec = _demote(self.user) if self.user else None
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                          cwd=self.workdir, preexec_fn=preexec, start_new_session=True)
+        return self
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float = 30.0) -> LocalProcess:
+        """Poll ``ready()``; raise with the log tail if the process exits or the time runs out."""
+        assert self.proc is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
