@@ -6,6 +6,8 @@ Tests pass their own settings (or ready-made :class:`Services`); ``uvicorn`` bui
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -29,12 +31,16 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         own = services is None
-        app.state.services = services or Services.build(settings)
+        app.state.services = running = services or Services.build(settings)
+        flusher = asyncio.create_task(running.usage.run())
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             if own:
-                await app.state.services.close()
+                await running.close()
 
     app = FastAPI(title="ocrfleet API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings

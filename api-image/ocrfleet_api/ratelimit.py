@@ -1,7 +1,7 @@
 """Per-tenant rate limits kept in Redis, shared by every API replica.
 
 A fixed window: each request increments the tenant's counter for the current window (one
-pipelined round trip); past the limit the request gets 429 with ``Retry-After`` set to the
+Lua step, one round trip; the counter expires with its window); past the limit the request gets 429 with ``Retry-After`` set to the
 seconds until the window ends.
 """
 
@@ -13,12 +13,19 @@ import time
 from ocrfleet import keys
 from ocrfleet_api.problems import Problem
 
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
 
 class RateLimiter:
     def __init__(self, redis, *, default_limit: int, window_s: int) -> None:
         self.redis = redis
         self.default_limit = default_limit
         self.window_s = window_s
+        self._hit = redis.register_script(_HIT)
 
     async def check(self, tenant: str, limit: int | None = None) -> int:
         """Count one request; returns the requests left in this window, or raises 429."""
@@ -26,10 +33,7 @@ class RateLimiter:
         now = time.time()
         window = int(now // self.window_s)
         key = keys.rate_limit(tenant, window)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, self.window_s + 1)
-        count, _ = await pipe.execute()
+        count = int(await self._hit(keys=[key], args=[self.window_s + 1]))
         if count > limit:
             retry_after = max(1, math.ceil((window + 1) * self.window_s - now))
             raise Problem(429, "rate_limited",

@@ -21,12 +21,14 @@ from ocrfleet.queue import WorkQueue
 from ocrfleet.store import ResultStore, make_engine
 from ocrfleet_api.auth import Authenticator
 from ocrfleet_api.backpressure import QueueGate
+from ocrfleet_api.cache import ResultCache
 from ocrfleet_api.idempotency import IdempotencyKeys
 from ocrfleet_api.ratelimit import RateLimiter
 from ocrfleet_api.settings import ApiSettings
 from ocrfleet_api.submission import Intake
 from ocrfleet_api.tenants import TenantDirectory
 from ocrfleet_api.uploads import UploadLimits
+from ocrfleet_api.usage import UsageCounter
 
 _MULTIPART_OVERHEAD = 64 * 1024
 """Room for boundaries, part headers and form fields on top of the document bytes."""
@@ -47,6 +49,8 @@ class Services:
     gate: QueueGate
     idempotency: IdempotencyKeys
     intake: Intake
+    results: ResultCache
+    usage: UsageCounter
     upload_limits: UploadLimits
     batch_limits: UploadLimits
 
@@ -74,6 +78,8 @@ class Services:
                            cache_s=settings.queue_depth_cache_s, retry_after_s=settings.backpressure_retry_after_s),
             idempotency=IdempotencyKeys(aredis, ttl_s=settings.idempotency_ttl_s),
             intake=Intake(store=store, blobs=blobs, queue=queue, progress=progress, public_url=settings.public_url),
+            results=ResultCache(max_entries=settings.result_cache_entries, ttl_s=settings.result_cache_ttl_s),
+            usage=UsageCounter(aredis),
             upload_limits=UploadLimits(max_body_bytes=settings.max_upload_bytes + _MULTIPART_OVERHEAD,
                                        max_documents=1, **caps),
             batch_limits=UploadLimits(max_body_bytes=settings.max_batch_bytes,

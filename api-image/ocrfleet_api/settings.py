@@ -49,6 +49,9 @@ class ApiSettings(CoreSettings):
                                        description="queue_depth_cache_s: how long a read queue depth is reused.")
     backpressure_retry_after_s: int = Field(30, ge=1,
                                             description="backpressure_retry_after_s: Retry-After of a 503.")
+    result_cache_entries: int = Field(10_000, ge=0,
+                                      description="result_cache_entries: processed results kept in memory per process.")
+    result_cache_ttl_s: float = Field(60.0, ge=0, description="result_cache_ttl_s: how long one is kept.")
     idempotency_ttl_s: int = Field(86_400, ge=1, description="idempotency_ttl_s: how long a first answer is kept.")
 
     # -- URL submissions -------------------------------------------------------------------

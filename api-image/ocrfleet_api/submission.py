@@ -1,7 +1,8 @@
 """Accepting documents: keep the staged blobs, answer from the cache or enqueue.
 
 Runs once everything about a request has been checked. For each document: commit its blob,
-look for an earlier identical document of the same tenant (a hit is answered at once, copying
+look for an earlier identical document of the same tenant (only when the blob existed before:
+content nobody sent cannot have a result) (a hit is answered at once, copying
 that result, with nothing enqueued), record the document row, then enqueue its task. The row
 goes first so a worker never takes a task whose document is unknown.
 """
@@ -75,13 +76,16 @@ class Intake:
         for received in documents:
             info = received.info
             assert info is not None
+            # Content-addressed: a blob that was not there before is content no tenant has sent,
+            # so no result can exist for it and the cache lookup is skipped.
+            seen_before = self.blobs.exists(f"sha256:{received.staged.sha256}")
             blob = received.staged.commit()
             document_id = uuid.uuid4().hex
             row = DocumentRow(id=document_id, tenant=tenant, sha256=blob.sha256, job=job or None,
                               filename=received.filename, content_type=info.content_type, size_bytes=blob.size,
                               requested_type=options.document_type, mask_fields=list(options.mask_fields),
                               status="queued")
-            cached = self.store.find_by_hash(tenant, blob.sha256)
+            cached = self.store.find_by_hash(tenant, blob.sha256) if seen_before else None
             if cached is not None and options.document_type not in ("auto", cached.document_type):
                 cached = None  # asked to read it as another type: process it anew
             self.store.add_document(row)

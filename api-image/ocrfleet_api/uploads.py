@@ -123,7 +123,7 @@ class _FormReader:
         self._headers.clear()
 
     async def read(self, stream: AsyncIterator[bytes], body_sha256: str | None) -> None:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if body_sha256 is not None else None
         total = 0
         async for chunk in stream:
             total += len(chunk)
@@ -131,7 +131,8 @@ class _FormReader:
                 raise DocumentTooLarge(
                     f"the request body passed the {self.limits.max_body_bytes:,}-byte limit (a document may "
                     f"be at most {self.limits.max_document_bytes:,} bytes); nothing was kept")
-            digest.update(chunk)
+            if digest is not None:
+                digest.update(chunk)
             try:
                 self.parser.write(chunk)
             except MultipartParseError as exc:
@@ -151,7 +152,7 @@ class _FormReader:
             raise _malformed(str(exc)) from None
         if self.part is not None or not self._ended:
             raise _malformed("the body ended before its closing boundary; send the whole body")
-        if body_sha256 is not None and not hmac.compare_digest(digest.hexdigest(), body_sha256):
+        if digest is not None and not hmac.compare_digest(digest.hexdigest(), body_sha256 or ""):
             raise Problem(401, "invalid_signature", "the body does not match X-Ocrfleet-Content-SHA256",
                           title="Unauthorized")
 

@@ -1,12 +1,16 @@
 """A tenant's numbers for a day: counts, cache use, document types, success and p95 time.
 
 Counts come from the results store (documents created that UTC day); cache checks come from
-per-day Redis counters that the check-cache route increments. The p95 is read with an
+per-day Redis counters. The check-cache route is the hottest there is, so it counts in memory
+(:class:`UsageCounter`) and the counts reach Redis in one pipeline a second, not one round
+trip per request. The p95 is read with an
 ordered ``OFFSET`` query, which PostgreSQL and SQLite both answer from the tenant's index.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 
 from sqlalchemy import func, select
@@ -20,14 +24,47 @@ def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
-async def record_cache_check(redis, tenant: str, hit: bool) -> None:
-    name = keys.tenant_daily_stats(tenant, today())
-    pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(name, "cache_checks", 1)
-    if hit:
-        pipe.hincrby(name, "cache_check_hits", 1)
-    pipe.expire(name, 8 * 86_400)
-    await pipe.execute()
+class UsageCounter:
+    """Per-tenant cache-check counts, kept in memory and flushed to Redis in batches."""
+
+    def __init__(self, redis) -> None:
+        self.redis = redis
+        self._pending: dict[tuple[str, str], list[int]] = {}
+
+    def record_cache_check(self, tenant: str, hit: bool) -> None:
+        counts = self._pending.setdefault((tenant, today()), [0, 0])
+        counts[0] += 1
+        counts[1] += hit
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        pipe = self.redis.pipeline(transaction=False)
+        for (tenant, day), (checks, hits) in pending.items():
+            name = keys.tenant_daily_stats(tenant, day)
+            pipe.hincrby(name, "cache_checks", checks)
+            pipe.hincrby(name, "cache_check_hits", hits)
+            pipe.expire(name, 8 * 86_400)
+        try:
+            await pipe.execute()
+        except Exception:
+            for key, (checks, hits) in pending.items():  # keep them for the next try
+                counts = self._pending.setdefault(key, [0, 0])
+                counts[0] += checks
+                counts[1] += hits
+            raise
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        """Flush every ``interval_s`` until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                with contextlib.suppress(Exception):
+                    await self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.flush()
 
 
 async def read_cache_checks(redis, tenant: str, day: str) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +21,6 @@ from ocrfleet_api.schemas import CacheCheck, DocumentAccepted, UrlSubmission
 from ocrfleet_api.services import Services
 from ocrfleet_api.submission import check_options, options_from_form
 from ocrfleet_api.uploads import fetch_document, receive_form
-from ocrfleet_api.usage import record_cache_check
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=RESPONSES)
 
@@ -129,20 +128,22 @@ async def _small_body(request: Request, principal) -> bytes:
 
 @router.post("/check-cache", response_model=DocumentResult, summary="Look up a result by content hash",
              responses={404: {**_PROBLEM, "description": "Not processed before: upload the document"}})
-async def check_cache(check: CacheCheck, principal: TenantDep, services: ServicesDep) -> DocumentResult:
+async def check_cache(check: CacheCheck, principal: TenantDep, services: ServicesDep) -> Response:
     """The stored result of an earlier identical document of this tenant, or 404 so the client
     uploads it. Costs 64 bytes instead of a multi-megabyte upload."""
-    result = await run_in_threadpool(_find_cached, services.store, principal.tenant, check.sha256.lower())
-    await record_cache_check(services.redis, principal.tenant, result is not None)
-    metrics.CACHE_CHECKS.labels("hit" if result is not None else "miss").inc()
-    if result is None:
+    sha256 = check.sha256.lower()
+    body = services.results.get(principal.tenant, sha256)
+    if body is None:
+        result = await run_in_threadpool(services.store.find_by_hash, principal.tenant, sha256)
+        if result is not None:
+            body = result.model_dump_json().encode()
+            services.results.put(principal.tenant, sha256, body)
+    services.usage.record_cache_check(principal.tenant, body is not None)
+    metrics.CACHE_CHECKS.labels("hit" if body is not None else "miss").inc()
+    if body is None:
         raise Problem(404, "not_cached", "no processed document of this tenant has this SHA-256; upload it "
                       "to POST /v1/documents")
-    return result
-
-
-def _find_cached(store: ResultStore, tenant: str, sha256: str) -> DocumentResult | None:
-    return store.find_by_hash(tenant, sha256)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{document_id}", response_model=DocumentResult, summary="A document's status and result",
