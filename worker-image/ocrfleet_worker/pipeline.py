@@ -31,12 +31,12 @@ class PageReader(Protocol):
     """What the pipeline needs of an OCR engine (``ocrfleet_worker.engine.OcrEngine``)."""
 
     def read_page(self, image: np.ndarray) -> PageRead:
-        """Read one page: ``uint8`` H x W x 3 in BGR order (OpenCV's, as the networks were trained)."""
+        """Read one page: ``uint8`` H x W x 3, RGB (the engine converts for its networks)."""
 
 
 def engine_image(rgb: np.ndarray) -> np.ndarray:
-    """A decoded (RGB) page in the engine's channel order (BGR), contiguous."""
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    """A decoded page as the engine takes it: RGB ``uint8``, contiguous."""
+    return np.ascontiguousarray(rgb)
 
 
 @dataclass(frozen=True)
