@@ -1,0 +1,1 @@
+../../torchscript_model.py

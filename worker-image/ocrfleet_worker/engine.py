@@ -1,0 +1,145 @@
+"""The OCR engine: the one seam between the worker and the model.
+
+The worker calls ``engine.read_page(image)`` with a page as **RGB** ``uint8`` (what
+:mod:`ocrfleet_worker.documents` decodes) and gets a :class:`PageRead`: the text lines in
+reading order, boxes in the upright page's pixels, and the rotation that made it upright.
+
+Two implementations share the whole pre/post-processing (:class:`OcrPipeline`) and differ only
+in who runs the three networks:
+
+- :class:`TritonEngine` — Triton over gRPC (``tritonclient``): ``ocr_det``, ``ocr_cls`` and
+  ``ocr_rec`` of the model repository, batched by Triton's dynamic batcher across every worker
+  that shares the server. What a cluster runs.
+- :class:`LocalTorchEngine` — the same TorchScript modules in this process; CUDA when a GPU is
+  visible. For the embedded path and quick checks without a Triton server.
+
+Triton being away or overloaded is a :class:`~ocrfleet.errors.TemporaryError` (the worker retries
+the document later); a page the model cannot take is a :class:`~ocrfleet.errors.PermanentError`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ocrfleet.errors import PermanentError, TemporaryError
+from ocrfleet_worker.model import recognize
+from ocrfleet_worker.model.networks import TorchNetworks, TorchSettings
+from ocrfleet_worker.model.pipeline import Networks, OcrPipeline, PageRead, PipelineSettings
+
+__all__ = ["OcrEngine", "PageRead", "TritonEngine", "LocalTorchEngine", "TritonNetworks", "cpu_settings"]
+
+
+class OcrEngine(Protocol):
+    def read_page(self, image: np.ndarray) -> PageRead:
+        """One RGB ``uint8`` page → its lines and rotation."""
+
+
+def cpu_settings() -> PipelineSettings:
+    """Recognition one line per call: on a CPU, batching lines costs more per line than it saves."""
+    return PipelineSettings(recognizer=recognize.RecognizerSettings(batch_size=1, width_step=32))
+
+
+class _PipelineEngine:
+    def __init__(self, networks: Networks, dictionary: list[str], settings: PipelineSettings) -> None:
+        self.networks = networks
+        self.pipeline = OcrPipeline(networks, dictionary, settings)
+
+    def read_page(self, image: np.ndarray) -> PageRead:
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        elif image.ndim == 3 and image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGR)
+        try:
+            return self.pipeline.read_page(image)
+        except ValueError as exc:
+            raise PermanentError(f"the page cannot be read: {exc}") from exc
+
+
+class LocalTorchEngine(_PipelineEngine):
+    """The networks as TorchScript in this process (GPU when available)."""
+
+    def __init__(self, torch_settings: TorchSettings | None = None, settings: PipelineSettings | None = None) -> None:
+        networks = TorchNetworks(torch_settings)
+        if settings is None:
+            settings = cpu_settings() if networks.device == "cpu" else PipelineSettings()
+        super().__init__(networks, networks.dictionary, settings)
+
+
+class TritonNetworks:
+    """The three networks behind a Triton server, reached with tritonclient's gRPC client."""
+
+    MODEL_NAMES = {"detect": "ocr_det", "classify": "ocr_cls", "recognize": "ocr_rec"}
+
+    def __init__(self, url: str, *, timeout_s: float = 60.0, max_batch_size: int = 8) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.url = url
+        self.timeout_s = timeout_s
+        self.max_batch_size = max_batch_size
+        self._grpc = grpcclient
+        self.client = grpcclient.InferenceServerClient(url=url)
+
+    def ready(self) -> bool:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self.client.is_server_ready()) and all(
+                self.client.is_model_ready(m) for m in self.MODEL_NAMES.values())
+        except InferenceServerException:
+            return False
+
+    def _infer(self, model: str, batch: np.ndarray) -> np.ndarray:
+        from tritonclient.utils import InferenceServerException
+
+        parts = []
+        for start in range(0, len(batch), self.max_batch_size):
+            chunk = np.ascontiguousarray(batch[start : start + self.max_batch_size], dtype=np.float32)
+            request = self._grpc.InferInput("x", list(chunk.shape), "FP32")
+            request.set_data_from_numpy(chunk)
+            try:
+                result = self.client.infer(model, [request], outputs=[self._grpc.InferRequestedOutput("y")],
+                                           client_timeout=self.timeout_s)
+            except InferenceServerException as exc:
+                status = (exc.status() or "").upper()
+                if "INVALID_ARG" in status:
+                    raise PermanentError(f"Triton rejected the input for {model}: {exc.message()}") from exc
+                raise TemporaryError(f"Triton at {self.url} could not run {model}: {exc.message()}") from exc
+            parts.append(result.as_numpy("y"))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def detect(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer("ocr_det", batch)
+
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer("ocr_cls", batch)
+
+    def recognize(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer("ocr_rec", batch)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class TritonEngine(_PipelineEngine):
+    """Pre/post-processing here, the networks on a Triton server at ``url`` (gRPC, ``host:port``).
+
+    ``max_batch_size`` must not exceed the server's (requests are split to fit).
+    """
+
+    def __init__(self, url: str = "127.0.0.1:8001", settings: PipelineSettings | None = None, *,
+                 dictionary: list[str] | None = None, timeout_s: float = 60.0, max_batch_size: int = 8) -> None:
+        from ocrfleet_worker.model.convert import read_dictionary
+
+        settings = settings or PipelineSettings()
+        networks = TritonNetworks(url, timeout_s=timeout_s, max_batch_size=max_batch_size)
+        super().__init__(networks, dictionary or read_dictionary(), settings)
+
+    def ready(self) -> bool:
+        return self.networks.ready()
+
+    def close(self) -> None:
+        self.networks.close()

@@ -1,0 +1,280 @@
+"""Model conversion: the PP-OCR ONNX weights become cached TorchScript modules.
+
+The weights ship inside the ``rapidocr_onnxruntime`` wheel (``models/``): PP-OCRv4 text
+detection (DB), the mobile v2 text-direction classifier and PP-OCRv4 recognition (CTC over a
+6,623-character Chinese + English dictionary, stored in the recognizer's ONNX metadata).
+ocrfleet runs them as PyTorch modules: onnx2torch builds an ``nn.Module`` from each graph and
+``torch.jit.trace`` freezes it into TorchScript, which both the in-process engine and the
+Triton python backend load without onnx2torch.
+
+The graphs need four repairs before onnx2torch accepts them and the traced module accepts any
+batch size and width:
+
+1. ``Constant`` nodes become initializers (onnx2torch looks weights up among initializers);
+2. BatchNormalization inputs that shape inference leaves without a rank get one from the
+   ``Conv`` that produces them (onnx2torch picks ``BatchNorm1d/2d/3d`` by rank);
+3. onnx2torch imports torchvision for NMS/RoIAlign, which these models never use; where a
+   torchvision build cannot be imported beside torch, a placeholder stands in;
+4. onnx2torch's ``Shape`` builds ``torch.tensor(x.shape)``, which tracing records as a
+   constant; ``torch._shape_as_tensor`` keeps the shape dynamic in the trace.
+
+Everything is cached under ``${OCRFLEET_CACHE:-~/.cache/ocrfleet}/models/<key>/`` where the key
+hashes the ONNX files, the torch version and this converter's version; the directory is
+written to a temporary name and renamed, so concurrent first starts do not see half a cache.
+Weights and caches never go into git.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Bumped whenever the conversion changes what it writes; part of the cache key.
+CONVERTER_VERSION = 3
+
+#: The three networks, by role, and their file names inside the rapidocr wheel.
+ONNX_FILES: dict[str, str] = {
+    "det": "ch_PP-OCRv4_det_infer.onnx",
+    "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    "rec": "ch_PP-OCRv4_rec_infer.onnx",
+}
+
+#: Example inputs used to trace each network (batch, channels, height, width).
+TRACE_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "det": (1, 3, 640, 640),
+    "cls": (2, 3, 48, 192),
+    "rec": (2, 3, 48, 320),
+}
+
+KEYS_FILE = "ppocr_keys.txt"
+
+
+def cache_root() -> Path:
+    """``$OCRFLEET_CACHE`` or ``~/.cache/ocrfleet``."""
+    return Path(os.environ.get("OCRFLEET_CACHE") or Path.home() / ".cache" / "ocrfleet")
+
+
+def onnx_dir() -> Path:
+    """The ``models/`` directory of the installed rapidocr_onnxruntime wheel."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "rapidocr_onnxruntime is not installed; it carries the OCR weights "
+            "(pip install --no-deps rapidocr-onnxruntime==1.4.4, or `make venv`)"
+        )
+    return Path(spec.origin).parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where one device's converted modules and the dictionary lie."""
+
+    directory: Path
+    device: str
+
+    def module(self, role: str) -> Path:
+        return self.directory / f"{role}.{self.device}.pt"
+
+    @property
+    def keys(self) -> Path:
+        return self.directory / KEYS_FILE
+
+    def load_keys(self) -> list[str]:
+        return self.keys.read_text(encoding="utf-8").split("\n")
+
+
+def cache_key(source: Path | None = None) -> str:
+    """A short hash of the ONNX files, the torch version and the converter version."""
+    import torch
+
+    source = source or onnx_dir()
+    digest = hashlib.sha256(f"v{CONVERTER_VERSION}/torch{torch.__version__}".encode())
+    for role in sorted(ONNX_FILES):
+        digest.update(role.encode())
+        digest.update((source / ONNX_FILES[role]).read_bytes())
+    return "ppocrv4-" + digest.hexdigest()[:16]
+
+
+def ensure_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None) -> ModelFiles:
+    """Convert the models for ``device`` ("cpu" or "cuda") unless the cache already has them."""
+    source = source or onnx_dir()
+    directory = (root or cache_root()) / "models" / cache_key(source)
+    files = ModelFiles(directory, device)
+    if files.keys.exists() and all(files.module(role).exists() for role in ONNX_FILES):
+        return files
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        if directory.exists():  # another device's modules are already there: keep them
+            for item in directory.iterdir():
+                shutil.copy2(item, staging / item.name)
+        for role in ONNX_FILES:
+            target = staging / f"{role}.{device}.pt"
+            if not target.exists():
+                module = to_torch(load_onnx(source / ONNX_FILES[role]))
+                trace(module, role, device).save(str(target))
+        (staging / KEYS_FILE).write_text("\n".join(read_dictionary(source)), encoding="utf-8")
+        (staging / "manifest.json").write_text(json.dumps(_manifest(source), indent=2))
+        _publish(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return files
+
+
+def read_dictionary(source: Path | None = None) -> list[str]:
+    """The recognizer's characters, in class order (without CTC blank and trailing space)."""
+    import onnx
+
+    model = onnx.load((source or onnx_dir()) / ONNX_FILES["rec"], load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "character" not in meta:
+        raise ValueError("the recognition model carries no 'character' metadata (the dictionary)")
+    return meta["character"].splitlines()
+
+
+def load_onnx(path: Path):
+    """Load an ONNX graph and apply repairs 1 and 2 (constants, BatchNorm ranks)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    _constants_to_initializers(model.graph)
+    model = shape_inference.infer_shapes(model)
+    _give_batchnorm_inputs_a_rank(model.graph)
+    return model
+
+
+def to_torch(model):
+    """onnx2torch with repairs 3 and 4 (torchvision placeholder, dynamic Shape)."""
+    onnx2torch = _import_onnx2torch()
+    from onnx2torch.node_converters import shape as shape_module
+
+    _dynamic_shape(shape_module.OnnxShape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = onnx2torch.convert(model)
+    return module.eval()
+
+
+def trace(module, role: str, device: str = "cpu"):
+    """TorchScript of ``module`` on ``device``, traced at the role's example shape."""
+    import torch
+
+    module = module.to(device).eval()
+    example = torch.rand(TRACE_SHAPES[role], device=device)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module, example, check_trace=False)
+    return torch.jit.freeze(traced.eval())
+
+
+def _constants_to_initializers(graph) -> None:
+    import onnx
+
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _give_batchnorm_inputs_a_rank(graph) -> None:
+    import onnx
+
+    known = {v.name for v in [*graph.value_info, *graph.input, *graph.output]
+             if v.type.tensor_type.HasField("shape")}
+    initializers = {t.name: t for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        name = node.input[0] if node.op_type == "BatchNormalization" else None
+        if name is None or name in known:
+            continue
+        producer = producers.get(name)
+        weight = initializers.get(producer.input[1]) if producer is not None and producer.op_type == "Conv" else None
+        rank = len(weight.dims) if weight is not None else 4
+        graph.value_info.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [None] * rank))
+        known.add(name)
+
+
+def _import_onnx2torch():
+    try:
+        importlib.import_module("torchvision")
+    except Exception:  # noqa: BLE001 - a broken torchvision build raises anything from OSError to RuntimeError
+        placeholder = types.ModuleType("torchvision")
+        placeholder.ops = types.ModuleType("torchvision.ops")  # type: ignore[attr-defined]
+        placeholder.ops.roi_align = None  # type: ignore[attr-defined]
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = placeholder
+        sys.modules["torchvision.ops"] = placeholder.ops  # type: ignore[attr-defined]
+    return importlib.import_module("onnx2torch")
+
+
+def _dynamic_shape(shape_class) -> None:
+    import torch
+
+    if getattr(shape_class, "_ocrfleet_dynamic", False):
+        return
+
+    def forward(self, input_tensor: torch.Tensor) -> torch.Tensor:
+        return torch._shape_as_tensor(input_tensor)[self._start : self._end].to(input_tensor.device)
+
+    shape_class.forward = forward
+    shape_class._ocrfleet_dynamic = True
+
+
+def _manifest(source: Path) -> dict:
+    import torch
+
+    return {
+        "converter_version": CONVERTER_VERSION,
+        "torch": torch.__version__,
+        "onnx": {role: {"file": name, "sha256": _sha256(source / name)} for role, name in ONNX_FILES.items()},
+    }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _publish(staging: Path, directory: Path) -> None:
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}-old-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            directory.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+    try:
+        staging.rename(directory)
+    except OSError:  # another process published first; its modules are as good as ours
+        if not directory.exists():
+            raise
+
+
+def reference_outputs(role: str, batch: np.ndarray, source: Path | None = None, threads: int = 1) -> np.ndarray:
+    """The same network run by onnxruntime (for checks and benchmarks)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str((source or onnx_dir()) / ONNX_FILES[role]), options,
+                                           providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})[0]
