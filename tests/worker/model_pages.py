@@ -7,6 +7,7 @@ few degrees. Returns the page as RGB ``uint8`` and the lines' text in reading or
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +100,20 @@ def normalise_text(text: str) -> str:
     """Whitespace dropped and full-width punctuation folded: what CER should not count."""
     folded = text.translate(str.maketrans("：，（）；", ":,();"))
     return "".join(folded.split())
+
+
+@functools.lru_cache(maxsize=1)
+def local_engine():
+    """One in-process torch engine for the whole test session (loading takes seconds)."""
+    from ocrfleet_worker.engine import LocalTorchEngine
+    from ocrfleet_worker.model.networks import TorchSettings
+
+    return LocalTorchEngine(TorchSettings(device="auto", threads=1))
+
+
+@functools.lru_cache(maxsize=1)
+def reference_ocr():
+    """The reference pipeline (rapidocr_onnxruntime), one thread like ours."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    return RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)

@@ -13,6 +13,7 @@ and in the Triton python backend.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,10 @@ class TorchNetworks:
         configure_torch(self.settings.threads)
         self.files = ensure_models(self.device)
         self.dictionary = self.files.load_keys()
-        self._modules = {role: torch.jit.load(str(self.files.module(role)), map_location=self.device).eval()
-                         for role in ("det", "cls", "rec")}
+        with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export, which
+            warnings.simplefilter("ignore", FutureWarning)  # cannot export these graphs (see convert)
+            self._modules = {role: torch.jit.load(str(self.files.module(role)), map_location=self.device).eval()
+                             for role in ("det", "cls", "rec")}
         # CUDA work from several threads is fine; a CPU module is already parallel inside.
         self._lock = threading.Lock() if self.device == "cpu" else None
 

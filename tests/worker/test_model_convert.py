@@ -1,0 +1,54 @@
+"""The ONNX → TorchScript conversion: cached, and numerically the same networks as onnxruntime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ocrfleet_worker.model import convert
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_files():
+    return convert.ensure_models("cpu")
+
+
+@pytest.mark.parametrize(("role", "shapes", "tolerance"), [
+    ("det", [(1, 3, 320, 480), (2, 3, 256, 256)], 1e-5),
+    ("cls", [(1, 3, 48, 192), (5, 3, 48, 192)], 1e-5),
+    ("rec", [(1, 3, 48, 320), (3, 3, 48, 544)], 1e-4),
+])
+def test_torchscript_matches_onnxruntime_at_other_batch_sizes_and_widths(model_files, role, shapes, tolerance):
+    module = torch.jit.load(str(model_files.module(role)))
+    rng = np.random.default_rng(7)
+    for shape in shapes:  # none of them is the traced example shape
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        with torch.inference_mode():
+            ours = module(torch.from_numpy(batch)).numpy()
+        reference = convert.reference_outputs(role, batch)
+        assert ours.shape == reference.shape
+        np.testing.assert_allclose(ours, reference, atol=tolerance)
+        if role == "rec":
+            assert (ours.argmax(-1) == reference.argmax(-1)).all()
+
+
+def test_the_cache_is_reused_and_describes_its_source(model_files):
+    before = {role: model_files.module(role).stat().st_mtime_ns for role in convert.ONNX_FILES}
+    again = convert.ensure_models("cpu")
+    assert again == model_files
+    assert {role: again.module(role).stat().st_mtime_ns for role in convert.ONNX_FILES} == before
+    manifest = json.loads((model_files.directory / "manifest.json").read_text())
+    assert manifest["converter_version"] == convert.CONVERTER_VERSION
+    assert set(manifest["onnx"]) == {"det", "cls", "rec"}
+    assert model_files.directory.name == convert.cache_key()
+
+
+def test_the_dictionary_comes_with_the_weights(model_files):
+    keys = model_files.load_keys()
+    assert len(keys) == 6623
+    assert keys == convert.read_dictionary()
+    assert {"中", "国", "A", "z", "0", "9"} <= set(keys)
