@@ -17,6 +17,7 @@ from ocrfleet_operator.settings import OperatorSettings
 def main() -> None:
     config = OperatorSettings()
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the rest
     kopf.run(
         clusterwide=not config.namespace,
         namespaces=[config.namespace] if config.namespace else (),

@@ -81,7 +81,7 @@ def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
     now = now or datetime.now(UTC)
     meta, spec = cluster["metadata"], cluster["spec"]
     ns, name = meta["namespace"], meta["name"]
-    previous = cluster.get("status") or {}
+    previous = rt.status.known(meta["uid"], cluster.get("status"))
     workers = spec["workers"]
 
     depth = _queue_depth(rt, cluster)

@@ -133,7 +133,7 @@ def tick(rt: Runtime, job: Mapping, *, now: datetime | None = None,
 def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdict:
     meta, spec = job["metadata"], job["spec"]
     ns = meta["namespace"]
-    previous = dict(job.get("status") or {})
+    previous = rt.status.known(meta["uid"], job.get("status"))
     current = Phase(previous["phase"]) if previous.get("phase") else None
     if current is not None and current.terminal:
         _expire(rt, job, previous, now)

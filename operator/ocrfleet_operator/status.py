@@ -55,6 +55,16 @@ class StatusWriter:
             self.stats.written += 1
         return True
 
+    def known(self, uid: str, current: Mapping | None) -> dict:
+        """The freshest status of an object: what this writer last wrote over what the body shows.
+
+        kopf may hand a handler a body older than the writer's last patch; deciding a phase
+        change (and posting its Event) from that stale body would announce it twice.
+        """
+        with self._lock:
+            last = self._last.get(uid)
+        return {**(current or {}), **(last[1] if last else {})}
+
     def forget(self, uid: str) -> None:
         with self._lock:
             self._last.pop(uid, None)

@@ -65,3 +65,10 @@ def test_many_progress_updates_cost_few_writes():
         clock.now += 0.03
         writer.write("OcrJob", "ns", "j", "u1", {}, {"phase": "Running", "counts": {"done": done}})
     assert len(patches) <= 11
+
+
+def test_known_prefers_what_the_writer_wrote_over_a_stale_body():
+    writer, _patches, _clock = make_writer()
+    assert writer.known("u1", {"phase": "Pending", "x": 1}) == {"phase": "Pending", "x": 1}
+    writer.write("OcrJob", "ns", "j", "u1", {}, {"phase": "Running"}, urgent=True)
+    assert writer.known("u1", {"phase": "Pending", "x": 1}) == {"phase": "Running", "x": 1}
