@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from ocrfleet import keys
+from ocrfleet_api.blocking import Blocking
 from ocrfleet_api.problems import Problem
 from ocrfleet_api.tenants import KeyRecord, TenantDirectory, hash_key, signing_secret, split_key
 
@@ -67,10 +67,11 @@ def sign(secret: str, timestamp: str, method: str, path_with_query: str, body: b
 class Authenticator:
     """Checks keys and signatures; looked-up keys are trusted for ``cache_s`` seconds."""
 
-    def __init__(self, directory: TenantDirectory, redis, *, master_key: str, require_signatures: bool,
+    def __init__(self, directory: TenantDirectory, redis, blocking: Blocking, *, master_key: str, require_signatures: bool,
                  window_s: int, cache_s: float) -> None:
         self.directory = directory
         self.redis = redis
+        self.blocking = blocking
         self.master_key = master_key
         self.require_signatures = require_signatures
         self.window_s = window_s
@@ -101,7 +102,7 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached and cached[0] > now:
             return cached[1]
-        record = await run_in_threadpool(self.directory.lookup, key_id)
+        record = await self.blocking(self.directory.lookup, key_id)
         if record is not None and self.cache_s > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -20,7 +20,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, alternatively.")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency in the thread pool, a hop per request.
     return request.app.state.services
 
 

@@ -21,6 +21,7 @@ from ocrfleet.queue import WorkQueue
 from ocrfleet.store import ResultStore, make_engine
 from ocrfleet_api.auth import Authenticator
 from ocrfleet_api.backpressure import QueueGate
+from ocrfleet_api.blocking import Blocking
 from ocrfleet_api.cache import ResultCache
 from ocrfleet_api.idempotency import IdempotencyKeys
 from ocrfleet_api.ratelimit import RateLimiter
@@ -31,12 +32,15 @@ from ocrfleet_api.uploads import UploadLimits
 from ocrfleet_api.usage import UsageCounter
 
 _MULTIPART_OVERHEAD = 64 * 1024
+_DB_POOL_SIZE = 10
+"""Connections :func:`ocrfleet.store.make_engine` keeps open; blocking calls are bounded to it."""
 """Room for boundaries, part headers and form fields on top of the document bytes."""
 
 
 @dataclass
 class Services:
     settings: ApiSettings
+    blocking: Blocking
     store: ResultStore
     blobs: LocalBlobStore
     redis: redis.asyncio.Redis
@@ -65,12 +69,13 @@ class Services:
         progress = JobProgress(sync_redis, settings.cluster)
         master = settings.signing_master_key.get_secret_value()
         directory = TenantDirectory(store, master)
+        blocking = Blocking(_DB_POOL_SIZE)
         caps = dict(max_field_bytes=settings.max_field_bytes, max_pixels=settings.max_pixels,
                     max_pages=settings.max_pdf_pages, max_document_bytes=settings.max_upload_bytes)
         return cls(
-            settings=settings, store=store, blobs=blobs, redis=aredis, sync_redis=sync_redis, queue=queue,
+            settings=settings, blocking=blocking, store=store, blobs=blobs, redis=aredis, sync_redis=sync_redis, queue=queue,
             progress=progress, directory=directory,
-            auth=Authenticator(directory, aredis, master_key=master, require_signatures=settings.require_signatures,
+            auth=Authenticator(directory, aredis, blocking, master_key=master, require_signatures=settings.require_signatures,
                                window_s=settings.signature_window_s, cache_s=settings.auth_cache_s),
             limiter=RateLimiter(aredis, default_limit=settings.rate_limit_requests,
                                 window_s=settings.rate_limit_window_s),

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 
 from ocrfleet.store import DocumentRow
 from ocrfleet_api import metrics
@@ -61,7 +60,7 @@ async def submit_batch(
                               "named 'files' (with a filename)")
             options = options_from_form(form.fields)
             await services.gate.admit(len(form.documents))
-            accepted = await run_in_threadpool(_accept_batch, services, principal.tenant, form.documents, options)
+            accepted = await services.blocking(_accept_batch, services, principal.tenant, form.documents, options)
         finally:
             form.discard()
     except Exception as exc:
@@ -95,7 +94,7 @@ def _accept_batch(services: Services, tenant: str, documents: list[ReceivedDocum
             responses={404: {**_PROBLEM, "description": "No such batch for this tenant"}})
 async def get_batch(batch_id: str, principal: TenantDep, services: ServicesDep) -> BatchStatus:
     """Counts by status (queued, processing, succeeded, failed) and the batch's documents."""
-    status = await run_in_threadpool(_batch_status, services, principal.tenant, batch_id)
+    status = await services.blocking(_batch_status, services, principal.tenant, batch_id)
     if status is None:
         raise Problem(404, "batch_not_found", f"no batch {batch_id!r} for this tenant")
     return status

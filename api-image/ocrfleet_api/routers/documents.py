@@ -8,7 +8,6 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from ocrfleet.results import DocumentResult
 from ocrfleet.store import DocumentRow, ResultStore
@@ -103,7 +102,7 @@ async def _receive_and_accept(request: Request, principal, services: Services) -
             form.discard()
             raise
     try:
-        [accepted] = await run_in_threadpool(services.intake.accept, principal.tenant, documents, options)
+        [accepted] = await services.blocking(services.intake.accept, principal.tenant, documents, options)
     finally:
         for d in documents:
             d.staged.discard()
@@ -134,7 +133,7 @@ async def check_cache(check: CacheCheck, principal: TenantDep, services: Service
     sha256 = check.sha256.lower()
     body = services.results.get(principal.tenant, sha256)
     if body is None:
-        result = await run_in_threadpool(services.store.find_by_hash, principal.tenant, sha256)
+        result = await services.blocking(services.store.find_by_hash, principal.tenant, sha256)
         if result is not None:
             body = result.model_dump_json().encode()
             services.results.put(principal.tenant, sha256, body)
@@ -150,7 +149,7 @@ async def check_cache(check: CacheCheck, principal: TenantDep, services: Service
             responses={404: {**_PROBLEM, "description": "No such document for this tenant"}})
 async def get_document(document_id: str, principal: TenantDep, services: ServicesDep) -> DocumentResult:
     """Status and, once processed, the structured result page by page, masked per the document's policy."""
-    result = await run_in_threadpool(_load, services.store, principal.tenant, document_id)
+    result = await services.blocking(_load, services.store, principal.tenant, document_id)
     if result is None:
         raise Problem(404, "document_not_found", f"no document {document_id!r} for this tenant")
     return result

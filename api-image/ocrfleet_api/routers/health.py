@@ -7,7 +7,6 @@ import contextlib
 
 from fastapi import APIRouter, Response
 from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
 from ocrfleet_api import metrics
 from ocrfleet_api.deps import ServicesDep
@@ -32,7 +31,7 @@ async def readyz(services: ServicesDep) -> Health:
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
     try:
-        await asyncio.wait_for(run_in_threadpool(_ping_db, services), timeout=5)
+        await asyncio.wait_for(services.blocking(_ping_db, services), timeout=5)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {exc.__class__.__name__}"
@@ -52,6 +51,6 @@ def _ping_db(services) -> None:
 async def prometheus_metrics(services: ServicesDep) -> Response:
     with contextlib.suppress(Exception):  # an unreachable Redis must not hide every other metric
         metrics.QUEUE_DEPTH.set(await services.gate.depth())
-    await run_in_threadpool(metrics.refresh_outcomes, services.store)
+    await services.blocking(metrics.refresh_outcomes, services.store)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

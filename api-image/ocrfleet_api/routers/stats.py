@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from ocrfleet_api.deps import ServicesDep, TenantDep
 from ocrfleet_api.problems import RESPONSES, Problem
@@ -29,6 +28,6 @@ async def get_stats(principal: TenantDep, services: ServicesDep,
     except ValueError:
         raise Problem(422, "invalid_request", f"day {day!r} is not a calendar date (YYYY-MM-DD)") from None
     await services.usage.flush()
-    db = await run_in_threadpool(document_stats, services.store, principal.tenant, day)
+    db = await services.blocking(document_stats, services.store, principal.tenant, day)
     checks, hits = await read_cache_checks(services.redis, principal.tenant, day)
     return assemble(principal.tenant, day, db, checks, hits)
