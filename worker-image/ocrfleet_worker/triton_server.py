@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -36,6 +37,11 @@ import httpx
 
 from ocrfleet.localproc import LocalProcess, ServiceError, free_port
 from ocrfleet_worker.triton_repository import MODELS, TritonModelSettings, render_repository
+
+#: glog's error lines: E, month and day, time ("E1123 09:39:24.349873 ...").
+_GLOG_ERROR = re.compile(r"^E\d{4} \d\d:\d\d:\d\d")
+#: Errors Triton logs on every machine without a GPU; they do not stop it.
+_HARMLESS = ("CudaDriverHelper", "CUDA driver", "cuda driver", "Unable to get number of GPUs")
 
 
 @dataclass(frozen=True)
@@ -122,23 +128,29 @@ class TritonServer:
             argv.append("--pinned-memory-pool-byte-size=0")
         started = time.monotonic()
         self.process = LocalProcess("tritonserver", argv, workdir=self.workdir, env=self._environment(paths))
-        self.process.start(self._ready, timeout=self.options.startup_timeout_s)
+        # settled: ready, or a model reported that it cannot load (the server would still wait
+        # for the others, or hang on a stub that cannot start; neither is worth waiting for)
+        self.process.start(lambda: self._failure_in_log() is not None or self._ready(),
+                           timeout=self.options.startup_timeout_s)
+        failure = self._failure_in_log()
+        if failure is not None:
+            tail = self.process.log_tail()
+            self.process.stop()
+            raise ServiceError(f"tritonserver could not load its models: {failure}\n{tail}")
         self.startup_s = time.monotonic() - started
         return self
 
     def _ready(self) -> bool:
-        failed = self._failure_in_log()
-        if failed:
-            self.stop()
-            raise ServiceError(f"tritonserver failed to load its models: {failed}\n"
-                               f"{self.process.log_tail() if self.process else ''}")
         response = httpx.get(f"{self.http_url}/v2/health/ready", timeout=1.0)
         return response.status_code == 200
 
     def _failure_in_log(self) -> str | None:
+        """The first error Triton logged (glog's ``E<date>`` lines), if any."""
+        if self.process is None:
+            return None
         with contextlib.suppress(FileNotFoundError):
-            for line in self.process.log_path.read_text(errors="replace").splitlines() if self.process else []:
-                if "failed to load" in line or "UNAVAILABLE: Internal" in line or "Traceback" in line:
+            for line in self.process.log_path.read_text(errors="replace").splitlines():
+                if _GLOG_ERROR.match(line) and not any(h in line for h in _HARMLESS):
                     return line.strip()
         return None
 

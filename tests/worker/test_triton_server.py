@@ -1,0 +1,90 @@
+"""A real tritonserver (from the nvidia-pytriton wheel) serving the rendered repository on CPU."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+from ocrfleet_worker.engine import TritonEngine, TritonNetworks
+from ocrfleet_worker.model import classify, convert
+from ocrfleet_worker.triton_repository import TritonModelSettings, render_repository
+from ocrfleet_worker.triton_server import TritonServer, TritonServerOptions
+
+from ocrfleet.localproc import ServiceError
+from tests.worker.model_pages import local_engine, normalise_text, sample_page, turned
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server():
+    # a short queue delay keeps the test quick; batching still forms under concurrent load
+    settings = TritonModelSettings(max_queue_delay_us=20_000, torch_threads=1)
+    with TritonServer(TritonServerOptions(settings=settings)) as running:
+        yield running
+
+
+def test_server_is_ready_with_the_three_models_and_their_configs(server):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    assert client.is_server_ready()
+    for name in ("ocr_det", "ocr_cls", "ocr_rec"):
+        assert client.is_model_ready(name)
+    config = client.get_model_config("ocr_rec", as_json=True)["config"]
+    assert int(config["max_batch_size"]) == 8
+    assert int(config["dynamic_batching"]["max_queue_delay_microseconds"]) == 20_000
+    assert server.startup_s is not None and server.startup_s < 120
+
+
+def test_networks_through_triton_match_the_torchscript_modules(server):
+    networks = TritonNetworks(server.grpc_url)
+    files = convert.ensure_models("cpu")
+    rng = np.random.default_rng(3)
+    for role, method, shape in (("det", networks.detect, (1, 3, 256, 320)),
+                                ("cls", networks.classify, (3, 3, 48, 192)),
+                                ("rec", networks.recognize, (2, 3, 48, 416))):
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        with torch.inference_mode():
+            local = torch.jit.load(str(files.module(role)))(torch.from_numpy(batch)).numpy()
+        remote = method(batch)
+        assert remote.shape == local.shape
+        np.testing.assert_allclose(remote, local, atol=1e-4)
+    networks.close()
+
+
+def test_a_page_read_through_triton_equals_the_in_process_read(server):
+    page = turned(sample_page(seed=5, n_lines=5), 180)
+    remote = TritonEngine(server.grpc_url).read_page(page.image)
+    local = local_engine().read_page(page.image)
+    assert remote.rotation == local.rotation == 180
+    assert [line.text for line in remote.lines] == [line.text for line in local.lines]
+    assert [normalise_text(line.text) for line in remote.lines] == [normalise_text(t) for t in page.lines]
+
+
+def test_concurrent_requests_are_batched_by_the_dynamic_batcher(server):
+    before = server.model_statistics()["ocr_cls"]
+    networks = TritonNetworks(server.grpc_url)
+    strip = classify.prepare_batch([np.full((32, 200, 3), 200, np.uint8)])
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: networks.classify(strip), range(32)))
+    networks.close()
+    assert all(r.shape == (1, 2) for r in results)
+    after = server.model_statistics()["ocr_cls"]
+    inferences = after["inferences"] - before["inferences"]
+    executions = after["executions"] - before["executions"]
+    assert inferences == 32
+    assert executions < inferences  # several requests shared one network run
+
+
+def test_a_repository_that_cannot_load_fails_fast_with_the_log(tmp_path):
+    repository = render_repository(tmp_path / "models", TritonModelSettings())
+    for name in ("ocr_det", "ocr_rec"):  # one model is enough, and starts faster
+        shutil.rmtree(repository / name)
+    (repository / "ocr_cls" / "1" / "model.cpu.pt").unlink()  # its network is missing
+    server = TritonServer(TritonServerOptions(repository=repository, startup_timeout_s=90), workdir=tmp_path / "run")
+    with pytest.raises(ServiceError, match="model.cpu.pt is missing"):
+        server.start()
+    assert not server.process.running
