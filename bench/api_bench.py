@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18s} {r['requests_per_s']:9.1f} req/s  p50 {r['latency_ms']['p50']:7.2f} ms  "
                   f"p99 {r['latency_ms']['p99']:7.2f} ms  errors {r['errors']}  rss {r['api_peak_rss_mib']} MiB  "
                   f"cpu ms/req {r['cpu_ms_per_request']}", flush=True)
+        scrape = httpx.get(base + "/metrics", timeout=10)
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in scrape.text.splitlines()
+                     if line.startswith("ocrfleet_api_requests_total{"))
         report = {
             "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -310,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                       "wrk_threads": args.threads, "duration_s": args.duration,
                       "redis": "redis-server, no persistence", "database": "PostgreSQL, fsync off",
                       "api_idle_rss_mib": round(idle_rss / 2**20, 1)},
+            "metrics_check": {"status": scrape.status_code, "requests_counted_over_workers": served},
             "notes": ["errors.status counts responses >= 400: for check_cache_miss every 404 is expected",
                       "uploads carry a unique valid PNG per request (a tEXt chunk with a counter)",
                       "cpu_seconds: CPU time of each process group during the run; cpu_ms_per_request divides "
