@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -222,14 +223,24 @@ async def fetch_document(url: str, blobs: LocalBlobStore, limits: UploadLimits, 
     """Fetch a document from an allowed URL into a staged blob, under the same caps as an upload.
 
     Only URLs under ``allowed_prefixes`` are fetched (the API must not become a way into the
-    cluster's network); redirects are not followed.
+    cluster's network): the URL is normalized first, credentials in it are refused, and
+    redirects are not followed. Prefixes should end with ``/``.
     """
     import httpx
 
     if not allowed_prefixes:
         raise Problem(422, "url_submission_disabled",
                       "this deployment does not fetch documents from URLs; upload the file instead")
-    if not any(url.startswith(p) for p in allowed_prefixes):
+    try:
+        parsed = httpx.URL(url)  # normalized: dot segments removed, so "/docs/../x" cannot escape "/docs/"
+    except Exception:
+        raise Problem(422, "url_not_allowed", "the URL is malformed") from None
+    url = str(parsed)
+    # Servers decode %2e%2e into "..": refuse dot segments and backslashes after decoding too.
+    decoded = urllib.parse.unquote(parsed.path)
+    escapes = "\\" in decoded or any(seg in (".", "..") for seg in decoded.split("/"))
+    if parsed.scheme not in ("http", "https") or parsed.userinfo or escapes or \
+            not any(url.startswith(p) for p in allowed_prefixes):
         raise Problem(422, "url_not_allowed", "the URL is not under a prefix this deployment fetches from")
     staged = StagedBlob(blobs.root, limits.max_document_bytes)
     inspector = DocumentInspector(max_pixels=limits.max_pixels, max_pages=limits.max_pages)

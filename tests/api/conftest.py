@@ -2,18 +2,25 @@
 
 The server starts once per session (as a user runs it, through uvicorn); every test gets an
 empty database and Redis, an empty blob directory, and helpers to make tenants and keys.
-Settings are tightened so caps are cheap to reach: 8 MiB per document, a queue bound of 50.
+Settings are tightened so caps are cheap to reach: 8 MiB per document, a queue bound of 50;
+URL submissions may fetch from a local static site (:func:`document_site`). The server keeps
+processed results in an in-process cache for a minute, so tests that look results up use
+tenant names of their own.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -42,8 +49,33 @@ class Server:
         return psutil.Process(self.process.pid).memory_info().rss
 
 
+@dataclass
+class DocumentSite:
+    """A plain HTTP server on loopback that URL submissions may fetch from."""
+
+    root: Path
+    url: str
+
+
 @pytest.fixture(scope="session")
-def api_server(redis_server, postgres_server):
+def document_site():
+    root = Path(tempfile.mkdtemp(prefix="ocrfleet-site-"))
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield DocumentSite(root=root, url=f"http://127.0.0.1:{httpd.server_address[1]}/docs/")
+    httpd.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def api_server(redis_server, postgres_server, document_site):
     workdir = Path(tempfile.mkdtemp(prefix="ocrfleet-api-test-"))
     port = free_port()
     env = {
@@ -64,6 +96,7 @@ def api_server(redis_server, postgres_server):
         "OCRFLEET_QUEUE_DEPTH_CACHE_S": "0",
         "OCRFLEET_SIGNING_MASTER_KEY": MASTER_KEY,
         "OCRFLEET_SIGNATURE_WINDOW_S": "60",
+        "OCRFLEET_URL_FETCH_PREFIXES": json.dumps([document_site.url]),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = workdir / "api.log"

@@ -8,7 +8,7 @@ from ocrfleet import keys
 from ocrfleet.queue import Task
 from ocrfleet.results import ExtractedField, PageResult
 from tests.api.conftest import QUEUE_BOUND, assert_problem
-from tests.api.documents import jpeg, pdf, png
+from tests.api.documents import jpeg, pdf, png, png_bomb
 
 
 def upload(api, key, data: bytes, name: str = "doc.png", headers: dict | None = None, **fields):
@@ -115,11 +115,32 @@ def test_options_are_validated_before_anything_is_kept(api):
     api.assert_nothing_stored()
 
 
-def test_url_submission_is_refused_unless_configured(api):
+def test_url_submission_fetches_only_from_allowed_prefixes(api, document_site):
     key = api.tenant("acme")
+    (document_site.root / "docs").mkdir(exist_ok=True)
+    (document_site.root / "docs" / "scan.png").write_bytes(png(seed=3))
+    (document_site.root / "docs" / "bomb.png").write_bytes(png_bomb(30_000))
+    (document_site.root / "secret.png").write_bytes(png())
     r = api.http.post("/v1/documents", json={"url": "http://169.254.169.254/latest"}, headers=api.auth(key))
-    assert_problem(r, 422, "url_submission_disabled")
+    assert_problem(r, 422, "url_not_allowed")
+    outside = document_site.url.replace("/docs/", "/secret.png")
+    assert_problem(api.http.post("/v1/documents", json={"url": outside}, headers=api.auth(key)), 422,
+                   "url_not_allowed")
+    for sneaky in (document_site.url + "../secret.png", document_site.url + "%2e%2e/secret.png",
+                   document_site.url.replace("http://", "http://user:pw@"), "file:///etc/passwd"):
+        assert_problem(api.http.post("/v1/documents", json={"url": sneaky}, headers=api.auth(key)), 422,
+                       "url_not_allowed")
+    missing = api.http.post("/v1/documents", json={"url": document_site.url + "nope.png"}, headers=api.auth(key))
+    assert_problem(missing, 422, "url_fetch_failed")
+    bomb = api.http.post("/v1/documents", json={"url": document_site.url + "bomb.png"}, headers=api.auth(key))
+    assert_problem(bomb, 413, "document_too_large")
     api.assert_nothing_stored()
+    ok = api.http.post("/v1/documents", json={"url": document_site.url + "scan.png", "priority": "low",
+                                              "mask_fields": ["id_number"]}, headers=api.auth(key))
+    assert ok.status_code == 202, ok.text
+    assert ok.json()["filename"] == "scan.png" and ok.json()["content_type"] == "image/png"
+    [(_id, fields)] = api.redis.xrange(keys.stream("default", "low"))
+    assert Task.from_fields(fields).mask_fields == ("id_number",)
 
 
 def test_batches_and_progress(api):
