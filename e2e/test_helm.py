@@ -34,6 +34,7 @@ def test_chart_lints_and_renders(kind_cluster):
     Path(package).unlink()
     assert "ocrfleet/Chart.yaml" in listing and "ocrfleet/crds/" in listing
     assert not any(part in listing for part in ("/operator/", "/tests/", "/api-image/", ".py\n"))
+    assert [line for line in listing.splitlines() if "/." in line] == []  # no caches or dotfiles
 
 
 def test_chart_installs_into_the_cluster(kind_cluster):
