@@ -7,43 +7,22 @@ tests can kill and restart it. Import the fixtures into a test module to use the
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 
+from e2e.operator_helpers import poll
 from ocrfleet.localproc import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SYSTEM_NAMESPACE = "ocrfleet-system"
-
-
-def poll(condition, timeout: float, what: str, interval: float = 0.25):
-    """Call ``condition`` until it returns something truthy; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except subprocess.CalledProcessError as exc:
-            last = exc.stderr
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
-
-
-def get_json(cluster, *args, check: bool = True):
-    out = cluster.kubectl("get", *args, "-o", "json", check=check)
-    return json.loads(out) if out.strip() else None
 
 
 class OperatorProcess:
@@ -71,10 +50,11 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        offset = len(self.log())  # the log is appended across restarts: look past the old lines
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "ocrfleet_operator"], cwd=ROOT, env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        poll(lambda: self._alive() and "listening on https://" in self.log(), 60, "the operator to start")
+        poll(lambda: self._alive() and "listening on https://" in self.log()[offset:], 60, "the operator to start")
 
     def _alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

@@ -1,7 +1,6 @@
 """OcrCluster against the real API server with the operator running: children, status, drift,
 garbage collection, examples and validation."""
 
-# ruff: noqa: F811  (the fixtures imported from e2e.operator_support are used as arguments)
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e.operator_support import crds, get_json, ns, operator, operator_redis, poll  # noqa: F401
+from e2e.operator_helpers import get_json, poll
+
+# The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
+pytest_plugins = ["e2e.operator_support"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -5,17 +5,19 @@ The test plays the worker (read, record the outcome, ack) on the same Redis, so 
 life is checked without the OCR model.
 """
 
-# ruff: noqa: F811  (the fixtures imported from e2e.operator_support are used as arguments)
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
 
-from e2e.operator_support import crds, get_json, ns, operator, operator_redis, poll, redis  # noqa: F401
+from e2e.operator_helpers import get_json, poll
 from ocrfleet import keys
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
+
+# The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
+pytest_plugins = ["e2e.operator_support"]
 
 CLUSTER = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster",
            "metadata": {"name": "batch"}, "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}}}
@@ -82,8 +84,10 @@ def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis,
 
     events = json.loads(kind_cluster.kubectl("get", "events", "-n", ns, "-o", "json",
                                              "--field-selector", "involvedObject.name=fifty"))["items"]
-    reasons = [e["reason"] for e in sorted(events, key=lambda e: e.get("firstTimestamp") or e["eventTime"])]
-    assert [r for r in reasons if r in ("Pending", "Running", "Succeeded")] == ["Pending", "Running", "Succeeded"]
+    events.sort(key=lambda e: int(e["metadata"]["resourceVersion"]))  # timestamps have 1 s resolution
+    phases = [(e["reason"], e["message"]) for e in events
+              if e["reason"] in ("Pending", "Running", "Succeeded")]
+    assert [p[0] for p in phases] == ["Pending", "Running", "Succeeded"], phases
     printed = kind_cluster.kubectl("get", "ocrj", "fifty", "-n", ns)
     assert "Succeeded" in printed and "50" in printed
     print(f"\nMEASURED job_apply_to_running_s={to_running:.1f}")

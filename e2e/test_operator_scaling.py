@@ -1,14 +1,16 @@
 """Queue depth drives the worker count: the HPA through the operator's metrics adapter, and
 the operator itself for the steps to and from zero. Prints the measured reaction times."""
 
-# ruff: noqa: F811  (the fixtures imported from e2e.operator_support are used as arguments)
 from __future__ import annotations
 
 import json
 import time
 
-from e2e.operator_support import crds, get_json, ns, operator, operator_redis, poll, redis  # noqa: F401
+from e2e.operator_helpers import get_json, poll
 from ocrfleet.queue import Task, WorkQueue
+
+# The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
+pytest_plugins = ["e2e.operator_support"]
 
 
 def task(i: int) -> Task:
