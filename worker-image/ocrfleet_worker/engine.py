@@ -92,6 +92,17 @@ class TritonNetworks:
         except InferenceServerException:
             return False
 
+    def recognizer_placement(self) -> tuple[bool, int]:
+        """(runs on CPU, max batch size) of the server's ``ocr_rec``; a server that is away is temporary."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            config = self.client.get_model_config("ocr_rec", as_json=True)["config"]
+        except InferenceServerException as exc:
+            raise TemporaryError(f"Triton at {self.url} does not answer for ocr_rec: {exc.message()}") from exc
+        kinds = {group.get("kind", "KIND_GPU") for group in config.get("instance_group", [])}
+        return kinds == {"KIND_CPU"}, max(1, int(config.get("max_batch_size", 8)))
+
     def _infer(self, model: str, batch: np.ndarray) -> np.ndarray:
         from tritonclient.utils import InferenceServerException
 
@@ -127,15 +138,21 @@ class TritonNetworks:
 class TritonEngine(_PipelineEngine):
     """Pre/post-processing here, the networks on a Triton server at ``url`` (gRPC, ``host:port``).
 
-    ``max_batch_size`` must not exceed the server's (requests are split to fit).
+    Without explicit ``settings`` the engine asks the server where ``ocr_rec`` runs: on CPU
+    instances lines go one per request (:func:`cpu_settings`), on GPU instances in batches up to
+    the model's ``max_batch_size``. Requests larger than ``max_batch_size`` are split.
     """
 
     def __init__(self, url: str = "127.0.0.1:8001", settings: PipelineSettings | None = None, *,
-                 dictionary: list[str] | None = None, timeout_s: float = 60.0, max_batch_size: int = 8) -> None:
+                 dictionary: list[str] | None = None, timeout_s: float = 60.0, max_batch_size: int | None = None) -> None:
         from ocrfleet_worker.model.convert import read_dictionary
 
-        settings = settings or PipelineSettings()
-        networks = TritonNetworks(url, timeout_s=timeout_s, max_batch_size=max_batch_size)
+        networks = TritonNetworks(url, timeout_s=timeout_s, max_batch_size=max_batch_size or 8)
+        if settings is None or max_batch_size is None:
+            on_cpu, server_batch = networks.recognizer_placement()
+            networks.max_batch_size = max_batch_size or server_batch
+            if settings is None:
+                settings = cpu_settings() if on_cpu else PipelineSettings()
         super().__init__(networks, dictionary or read_dictionary(), settings)
 
     def ready(self) -> bool:

@@ -72,9 +72,23 @@ class TritonPaths:
         return self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
 
 
+def local_settings() -> TritonModelSettings:
+    """The settings a local server uses unless told otherwise.
+
+    The cluster defaults (``OCRFLEET_TRITON_*`` or the class defaults), except that on a machine
+    without a GPU dynamic batching is off unless ``OCRFLEET_TRITON_DYNAMIC_BATCHING`` says
+    otherwise: on a CPU a batch costs more per item than it saves, and every request would wait
+    out the queue delay (bench/model_bench.py measures both).
+    """
+    settings = TritonModelSettings()
+    if not _cuda_visible() and "OCRFLEET_TRITON_DYNAMIC_BATCHING" not in os.environ:
+        settings = settings.model_copy(update={"dynamic_batching": False})
+    return settings
+
+
 @dataclass
 class TritonServerOptions:
-    settings: TritonModelSettings = field(default_factory=TritonModelSettings)
+    settings: TritonModelSettings = field(default_factory=local_settings)
     """settings: batching, instances and threads the repository is rendered with."""
     repository: Path | None = None
     """repository: serve this rendered repository as is instead of rendering one."""
@@ -177,13 +191,18 @@ class TritonServer:
         return env
 
     def model_statistics(self) -> dict[str, dict[str, int]]:
-        """Per model: requests served (``inferences``) and network runs (``executions``)."""
+        """Per model: ``requests`` answered, ``inferences`` (batch items) and ``executions`` (network runs).
+
+        ``requests / executions`` above 1 proves that the dynamic batcher merged requests.
+        """
         response = httpx.get(f"{self.http_url}/v2/models/stats", timeout=5.0)
         response.raise_for_status()
         stats = {}
         for entry in response.json().get("model_stats", []):
             if entry["name"] in MODELS:
-                stats[entry["name"]] = {"inferences": int(entry.get("inference_count", 0)),
+                success = entry.get("inference_stats", {}).get("success", {})
+                stats[entry["name"]] = {"requests": int(success.get("count", 0)),
+                                        "inferences": int(entry.get("inference_count", 0)),
                                         "executions": int(entry.get("execution_count", 0))}
         return stats
 

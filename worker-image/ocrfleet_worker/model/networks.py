@@ -8,15 +8,23 @@ since two processes that each spin up a thread per core on the same cores run ma
 TorchScript's profiling executor re-specialises the graph for every new input shape (and pages
 and line batches change shape all the time); the legacy executor does not, and is used here
 and in the Triton python backend.
+
+Idle OpenMP threads spin by default, waiting for the next parallel region; when the cores are
+shared (other processes, Triton's other models) the spinning starves the threads that have
+work, and a 2-thread model ran 3-5x slower here. ``OMP_WAIT_POLICY=PASSIVE`` is therefore the
+default (set before torch loads its OpenMP runtime; the environment can override it).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass(frozen=True)
