@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from ocrfleet_worker.consumer import Pacing, Worker
+from ocrfleet_worker.engine import LocalTorchEngine, TritonEngine
 from ocrfleet_worker.pipeline import DocumentPipeline
 
 from ocrfleet import docgen
@@ -55,23 +56,21 @@ def assert_id_cards_read_exactly(results) -> None:
 
 
 def test_local_torch_engine_reads_clean_id_cards_exactly(redis_client, store, tmp_path):
-    engine_module = pytest.importorskip("ocrfleet_worker.engine")
     from ocrfleet_worker.model.networks import TorchSettings
 
-    engine = engine_module.LocalTorchEngine(TorchSettings(device="cpu", threads=1))
+    engine = LocalTorchEngine(TorchSettings(device="cpu", threads=1))
     samples = tmp_path / "samples"
     docgen.generate(samples, 3, seed=11, kinds=("id_card",), clean_fraction=1.0)
     assert_id_cards_read_exactly(run_through_queue(engine, samples, redis_client, store, tmp_path))
 
 
 def test_triton_engine_reads_cards_and_statements(redis_client, store, tmp_path):
-    engine_module = pytest.importorskip("ocrfleet_worker.engine")
     from ocrfleet_worker.triton_server import TritonServer
 
     samples = tmp_path / "samples"
     docgen.generate(samples, 3, seed=12, kinds=("id_card", "bank_statement"), clean_fraction=1.0)
     with TritonServer() as server:
-        engine = engine_module.TritonEngine(server.grpc_url)
+        engine = TritonEngine(server.grpc_url)
         try:
             results = run_through_queue(engine, samples, redis_client, store, tmp_path)
         finally:
