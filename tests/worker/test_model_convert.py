@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from ocrfleet_worker.model import convert
+from ocrfleet_worker.model import convert, fuse
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +52,9 @@ def test_the_dictionary_comes_with_the_weights(model_files):
     assert len(keys) == 6623
     assert keys == convert.read_dictionary()
     assert {"中", "国", "A", "z", "0", "9"} <= set(keys)
+
+
+@pytest.mark.parametrize("role", ["det", "rec"])
+def test_the_backbones_are_fused(role):
+    counts = fuse.fuse(convert.load_onnx(convert.onnx_dir() / convert.ONNX_FILES[role], fused=False))
+    assert counts["conv_affine"] >= 20 and counts["hardswish"] >= 20

@@ -30,7 +30,7 @@ class ClassifierSettings:
     line_disagreement: float = 0.95
     """line_disagreement: a line whose classifier says the opposite of its page with at least this
     probability is read both ways (1.0 or more: never)."""
-    max_lines_for_vote: int = 48
+    max_lines_for_vote: int = 24
     """max_lines_for_vote: the page vote looks at the longest lines only (bounds the cost)."""
     batch_size: int = 8
     """batch_size: crops per network call."""
