@@ -57,7 +57,9 @@ def test_networks_through_triton_match_the_torchscript_modules(server):
 
 def test_a_page_read_through_triton_equals_the_in_process_read(server):
     page = turned(sample_page(seed=5, n_lines=5), 180)
-    remote = TritonEngine(server.grpc_url).read_page(page.image)
+    engine = TritonEngine(server.grpc_url)
+    assert engine.pipeline.settings.recognizer.batch_size == 4  # the server said: CPU instances
+    remote = engine.read_page(page.image)
     local = local_engine().read_page(page.image)
     assert remote.rotation == local.rotation == 180
     assert [line.text for line in remote.lines] == [line.text for line in local.lines]
