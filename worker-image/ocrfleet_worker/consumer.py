@@ -40,6 +40,7 @@ from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Delivery, Task, WorkQueue
 from ocrfleet.results import DocumentError, PageResult
 from ocrfleet.store import DocumentRow, ResultStore
+from ocrfleet_worker.drain import DrainFiles
 from ocrfleet_worker.masking import MaskPolicy, mask_page
 from ocrfleet_worker.pipeline import DocumentPipeline
 
@@ -79,7 +80,7 @@ class Worker:
 
     def __init__(self, *, queue: WorkQueue, store: ResultStore, progress: JobProgress,
                  blobs: LocalBlobStore, pipeline: DocumentPipeline, consumer: str,
-                 pacing: Pacing | None = None) -> None:
+                 pacing: Pacing | None = None, drain: DrainFiles | None = None) -> None:
         self.queue = queue
         self.store = store
         self.progress = progress
@@ -87,6 +88,7 @@ class Worker:
         self.pipeline = pipeline
         self.consumer = consumer
         self.pacing = pacing or Pacing()
+        self.drain = drain or DrainFiles()
         self.stats = WorkerStats()
         self._stopping = threading.Event()
         self._next_reclaim = 0.0
@@ -106,6 +108,10 @@ class Worker:
         failures = 0
         ready = False
         while not self.stopping:
+            if self.drain.draining():
+                log.info("drain file %s present: taking no new work", self.drain.drain_file)
+                self.stop()
+                break
             try:
                 if not ready:
                     self.queue.ensure_groups()
@@ -137,7 +143,8 @@ class Worker:
         if self.stopping:
             return handled
         for delivery in self.queue.read(self.consumer, count=1, block_ms=self.pacing.block_ms):
-            self.handle(delivery)
+            with self.drain.busy():
+                self.handle(delivery)
             handled += 1
         return handled
 
@@ -151,7 +158,8 @@ class Worker:
                                         "before finishing it (does this document crash the worker?)")
             for delivery in fresh:
                 log.info("reclaimed %s (delivery %d)", delivery.task.document_id, delivery.deliveries)
-                self.handle(delivery)
+                with self.drain.busy():
+                    self.handle(delivery)
             if not fresh and not exhausted:
                 break
             handled += len(fresh) + len(exhausted)

@@ -19,6 +19,7 @@ from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
 from ocrfleet.store import ResultStore, make_engine
 from ocrfleet_worker.consumer import Pacing, Worker
+from ocrfleet_worker.drain import DrainFiles
 from ocrfleet_worker.pipeline import DocumentPipeline, PageReader
 from ocrfleet_worker.settings import WorkerSettings
 
@@ -57,6 +58,7 @@ def build_worker(settings: WorkerSettings, *, engine: PageReader | None = None) 
         consumer=settings.consumer_name,
         pacing=Pacing(block_ms=settings.block_ms, reclaim_interval_s=settings.reclaim_interval_s,
                       backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s),
+        drain=DrainFiles(settings.drain_file, settings.busy_file),
     )
 
 

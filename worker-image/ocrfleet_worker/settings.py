@@ -45,6 +45,10 @@ class WorkerSettings(CoreSettings):
     max_pages: int = Field(50, ge=1, description="max_pages: most pages of one document.")
     max_side: int = Field(2048, ge=64, description="max_side: pages are downscaled to this longer side.")
     pdf_dpi: int = Field(200, ge=36, description="pdf_dpi: resolution PDF pages are rendered at.")
+    drain_file: str = Field("", description="drain_file: once this file exists, take no new work and stop "
+                            "(a pod's preStop hook touches it); empty: no drain file.")
+    busy_file: str = Field("", description="busy_file: present exactly while a document is in hand (a pod's "
+                           "preStop hooks wait for it to go); empty: no busy file.")
     log_level: str = Field("INFO", description="log_level: Python logging level.")
 
     def decode_limits(self) -> DecodeLimits:
