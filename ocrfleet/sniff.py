@@ -208,8 +208,9 @@ class DocumentInspector:
             declared = struct.unpack("<I", bytes(self._head[2:6] if self.kind == "bmp" else self._head[4:8]))[0]
             truncated = (declared if self.kind == "bmp" else declared + 8) > self.size
         if truncated:
+            why = "shorter than its header declares" if self.kind in ("bmp", "webp") else "its end marker is missing"
             raise InvalidDocument(
-                f"the {label} is truncated (its end marker is missing); send the complete file",
+                f"the {label} is truncated ({why}); send the complete file",
                 code="truncated_document",
             )
         if self.kind != "pdf" and self.width is None and self.kind in ("png", "jpeg", "bmp", "webp"):
