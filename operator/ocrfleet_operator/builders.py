@@ -37,6 +37,16 @@ BUSY_FILE = f"{RUN_DIR}/busy"
 MODELS_DIR = "/models"
 DATA_DIR = "/data"
 
+# What the images offer (worker-image/Dockerfile, api-image/Dockerfile); tests/operator/
+# test_contracts.py checks each against the real programs.
+API_COMMAND = ("python", "-m", "ocrfleet_api")
+API_READY_PATH = "/readyz"
+API_LIVE_PATH = "/healthz"
+WORKER_COMMAND = ("python3", "-m", "ocrfleet_worker")
+MODEL_RENDER_COMMAND = ("python3", "-m", "ocrfleet_worker.triton_repository", "render")
+TRITON_READY_PATH = "/v2/health/ready"
+TRITON_LIVE_PATH = "/v2/health/live"
+
 Manifest = dict[str, Any]
 
 
@@ -98,14 +108,14 @@ def _metadata(cluster: Mapping, name: str, component: str) -> dict[str, Any]:
 # -- shared pod parts ------------------------------------------------------------------------
 
 
-def _secret_env(name: str, ref: Mapping) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", "url")}}}
+def _secret_env(name: str, ref: Mapping, default_key: str = "url") -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", default_key)}}}
 
 
 def core_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
-    """The ``OCRFLEET_*`` variables every pod of a cluster reads (see ocrfleet.settings)."""
+    """The variables every pod of a cluster reads (:class:`ocrfleet.settings.CoreSettings`)."""
     spec = cluster["spec"]
-    redis, database, pre = spec.get("redis", {}), spec.get("database", {}), spec.get("preprocessing", {})
+    redis, database = spec.get("redis", {}), spec.get("database", {})
     env: list[dict[str, Any]] = [{"name": "OCRFLEET_CLUSTER", "value": cluster["metadata"]["name"]}]
     if "urlSecretRef" in redis:
         env.append(_secret_env("OCRFLEET_REDIS_URL", redis["urlSecretRef"]))
@@ -115,29 +125,55 @@ def core_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
         env.append(_secret_env("OCRFLEET_DATABASE_URL", database["urlSecretRef"]))
     else:
         env.append({"name": "OCRFLEET_DATABASE_URL", "value": ctx.default_database_url})
-    env.append({"name": "OCRFLEET_BLOB_ROOT", "value": f"{DATA_DIR}/blobs"})
-    s3 = spec.get("storage", {}).get("s3")
-    if s3:
-        env += [
-            {"name": "OCRFLEET_S3_BUCKET", "value": s3["bucket"]},
-            {"name": "OCRFLEET_S3_PREFIX", "value": s3.get("prefix", "")},
-            {"name": "OCRFLEET_S3_ENDPOINT", "value": s3.get("endpoint", "")},
-        ]
     env += [
-        {"name": "OCRFLEET_MAX_SIDE_PIXELS", "value": str(pre.get("maxSidePixels", 4096))},
-        {"name": "OCRFLEET_PDF_DPI", "value": str(pre.get("pdfDpi", 200))},
-        {"name": "OCRFLEET_MAX_PAGES", "value": str(pre.get("maxPages", 200))},
+        {"name": "OCRFLEET_BLOB_ROOT", "value": f"{DATA_DIR}/blobs"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     return env
 
 
-def _s3_env_from(spec: Mapping) -> list[dict[str, Any]]:
-    s3 = spec.get("storage", {}).get("s3")
-    if s3 and "credentialsSecretRef" in s3:
-        return [{"secretRef": {"name": s3["credentialsSecretRef"]["name"]}}]
-    return []
+def worker_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
+    """The worker process's variables (:class:`ocrfleet_worker.settings.WorkerSettings`)."""
+    pre = cluster["spec"].get("preprocessing", {})
+    return core_env(cluster, ctx) + [
+        {"name": "OCRFLEET_MAX_SIDE", "value": str(pre.get("maxSidePixels", 4096))},
+        {"name": "OCRFLEET_PDF_DPI", "value": str(pre.get("pdfDpi", 200))},
+        {"name": "OCRFLEET_MAX_PAGES", "value": str(pre.get("maxPages", 200))},
+        {"name": "OCRFLEET_TRITON_URL", "value": f"127.0.0.1:{TRITON_GRPC_PORT}"},
+        {"name": "OCRFLEET_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "OCRFLEET_DRAIN_FILE", "value": DRAIN_FILE},
+        {"name": "OCRFLEET_BUSY_FILE", "value": BUSY_FILE},
+    ]
+
+
+def triton_model_env(cluster: Mapping) -> list[dict[str, Any]]:
+    """The model renderer's variables (:class:`ocrfleet_worker.triton_repository.TritonModelSettings`)."""
+    spec = cluster["spec"]
+    triton = spec["triton"]
+    kind = "gpu" if spec["workers"]["gpu"]["count"] > 0 else "cpu"
+    return [
+        {"name": "OCRFLEET_TRITON_MAX_BATCH_SIZE", "value": str(triton["maxBatchSize"])},
+        {"name": "OCRFLEET_TRITON_MAX_QUEUE_DELAY_US", "value": str(triton["maxQueueDelayMicroseconds"])},
+        {"name": "OCRFLEET_TRITON_INSTANCE_COUNT", "value": str(triton["instanceCount"])},
+        {"name": "OCRFLEET_TRITON_KIND", "value": kind},
+    ]
+
+
+def api_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
+    """The API process's variables (:class:`ocrfleet_api.settings.ApiSettings`)."""
+    spec = cluster["spec"]
+    api, pre = spec["api"], spec.get("preprocessing", {})
+    env = core_env(cluster, ctx) + [
+        {"name": "OCRFLEET_PORT", "value": str(api["port"])},
+        {"name": "OCRFLEET_RATE_LIMIT_REQUESTS", "value": str(api["rateLimitPerMinute"])},
+        {"name": "OCRFLEET_RATE_LIMIT_WINDOW_S", "value": "60"},
+        {"name": "OCRFLEET_MAX_UPLOAD_BYTES", "value": str(api["maxUploadBytes"])},
+        {"name": "OCRFLEET_MAX_PDF_PAGES", "value": str(pre.get("maxPages", 200))},
+    ]
+    if "authSecretRef" in api:
+        env.append(_secret_env("OCRFLEET_SIGNING_MASTER_KEY", api["authSecretRef"], "signingMasterKey"))
+    return env
 
 
 def data_volume(spec: Mapping) -> dict[str, Any]:
@@ -168,26 +204,17 @@ def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
     name = cluster["metadata"]["name"]
     spec = cluster["spec"]
     api = spec["api"]
-    env = core_env(cluster, ctx) + [
-        {"name": "OCRFLEET_API_PORT", "value": str(api["port"])},
-        {"name": "OCRFLEET_API_RATE_LIMIT_PER_MINUTE", "value": str(api["rateLimitPerMinute"])},
-        {"name": "OCRFLEET_API_MAX_UPLOAD_BYTES", "value": str(api["maxUploadBytes"])},
-    ]
     volumes = [data_volume(spec)]
     mounts = [data_mount(spec)]
-    if "authSecretRef" in api:
-        env.append({"name": "OCRFLEET_API_KEYS_DIR", "value": "/etc/ocrfleet/api-keys"})
-        volumes.append({"name": "api-keys", "secret": {"secretName": api["authSecretRef"]["name"]}})
-        mounts.append({"name": "api-keys", "mountPath": "/etc/ocrfleet/api-keys", "readOnly": True})
     container = {
         "name": "api",
         "image": api["image"],
+        "command": list(API_COMMAND),
         "ports": [{"name": "http", "containerPort": api["port"], "protocol": "TCP"}],
-        "env": env,
-        "envFrom": _s3_env_from(spec),
+        "env": api_env(cluster, ctx),
         "volumeMounts": mounts,
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
+        "readinessProbe": {"httpGet": {"path": API_READY_PATH, "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": API_LIVE_PATH, "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 6},
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
     }
@@ -250,32 +277,21 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
     grace = workers["terminationGracePeriodSeconds"]
     run_mount = {"name": "run", "mountPath": RUN_DIR}
     models_mount = {"name": "models", "mountPath": MODELS_DIR}
-    triton_env = [
-        {"name": "OCRFLEET_TRITON_MODEL", "value": triton["modelName"]},
-        {"name": "OCRFLEET_TRITON_MAX_BATCH_SIZE", "value": str(triton["maxBatchSize"])},
-        {"name": "OCRFLEET_TRITON_MAX_QUEUE_DELAY_US", "value": str(triton["maxQueueDelayMicroseconds"])},
-        {"name": "OCRFLEET_TRITON_INSTANCE_COUNT", "value": str(triton["instanceCount"])},
-    ]
     model_repository = {
-        # Renders the model repository (config.pbtxt with the batch settings above) into /models.
+        # Renders the model repository (config.pbtxt with the cluster's batch settings) into /models.
         "name": "model-repository",
         "image": workers["image"],
         "imagePullPolicy": workers["imagePullPolicy"],
-        "command": ["python", "-m", "ocrfleet_worker.model_repository", MODELS_DIR],
-        "env": triton_env,
+        "command": [*MODEL_RENDER_COMMAND, "--out", MODELS_DIR, "--copy-weights"],
+        "env": triton_model_env(cluster),
         "volumeMounts": [models_mount],
     }
     worker = {
         "name": "worker",
         "image": workers["image"],
         "imagePullPolicy": workers["imagePullPolicy"],
-        "env": core_env(cluster, ctx) + triton_env + [
-            {"name": "OCRFLEET_TRITON_URL", "value": f"127.0.0.1:{TRITON_GRPC_PORT}"},
-            {"name": "OCRFLEET_CONSUMER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "OCRFLEET_DRAIN_FILE", "value": DRAIN_FILE},
-            {"name": "OCRFLEET_BUSY_FILE", "value": BUSY_FILE},
-        ],
-        "envFrom": _s3_env_from(spec),
+        "command": list(WORKER_COMMAND),
+        "env": worker_env(cluster, ctx),
         "volumeMounts": [data_mount(spec), run_mount],
         "resources": dict(workers.get("resources", {})),
         # Stop taking work, then wait until the pages in hand are stored and acked.
@@ -284,7 +300,7 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
     triton_container = {
         "name": "triton",
         "image": triton["image"],
-        "args": [
+        "command": [
             "tritonserver",
             f"--model-repository={MODELS_DIR}",
             "--strict-readiness=true",
@@ -300,18 +316,18 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
         "resources": triton_resources,
         "volumeMounts": [models_mount, run_mount],
         "startupProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": "triton-http"},
+            "httpGet": {"path": TRITON_LIVE_PATH, "port": "triton-http"},
             "periodSeconds": 5,
             "failureThreshold": max(workers["startupDeadlineSeconds"] // 5, 1),
         },
-        # The pod takes work only once the OCR model is loaded and ready.
+        # The pod takes work only once every OCR model is loaded and ready (strict readiness).
         "readinessProbe": {
-            "httpGet": {"path": f"/v2/models/{triton['modelName']}/ready", "port": "triton-http"},
+            "httpGet": {"path": TRITON_READY_PATH, "port": "triton-http"},
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": "triton-http"},
+            "httpGet": {"path": TRITON_LIVE_PATH, "port": "triton-http"},
             "periodSeconds": 10,
             "failureThreshold": 6,
         },

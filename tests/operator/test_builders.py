@@ -45,15 +45,20 @@ def test_worker_pod_holds_worker_and_triton_with_one_gpu(cluster):
     c = containers(dep)
     assert list(c) == ["worker", "triton"]
     assert c["triton"]["resources"] == {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
-    assert c["triton"]["image"] == "nvcr.io/nvidia/tritonserver:24.08-py3"
-    assert c["triton"]["readinessProbe"]["httpGet"] == {"path": "/v2/models/ocr/ready", "port": "triton-http"}
+    assert c["triton"]["image"] == "ghcr.io/ocrfleet/worker:0.1.0", "Triton needs the model code"
+    assert c["triton"]["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "triton-http"}
+    assert "--strict-readiness=true" in c["triton"]["command"]
     assert c["worker"]["image"] == "ghcr.io/ocrfleet/worker:0.1.0"
     e = env(c["worker"])
     assert e["OCRFLEET_CLUSTER"] == "pool"
     assert e["OCRFLEET_REDIS_URL"] == "redis://redis.ocr:6379/0"
     assert e["OCRFLEET_TRITON_URL"] == "127.0.0.1:8001"
-    assert e["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "16"
-    assert e["OCRFLEET_CONSUMER"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert e["OCRFLEET_CONSUMER_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert e["OCRFLEET_MAX_SIDE"] == "4096"
+    init = env(pod["initContainers"][0])
+    assert init["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "8"
+    assert init["OCRFLEET_TRITON_MAX_QUEUE_DELAY_US"] == "100000"
+    assert init["OCRFLEET_TRITON_KIND"] == "gpu"
     assert pod["terminationGracePeriodSeconds"] == 120
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert "nodeSelector" not in pod
@@ -63,7 +68,7 @@ def test_worker_pod_holds_worker_and_triton_with_one_gpu(cluster):
         command = c[name]["lifecycle"]["preStop"]["exec"]["command"]
         assert "while [ -e /run/ocrfleet/busy ]" in command[-1]
     assert "touch /run/ocrfleet/drain" in c["worker"]["lifecycle"]["preStop"]["exec"]["command"][-1]
-    assert pod["initContainers"][0]["command"][-1] == "/models"
+    assert pod["initContainers"][0]["command"][3:6] == ["render", "--out", "/models"]
 
 
 def test_worker_spec_fields_flow_into_the_pod():
@@ -74,7 +79,7 @@ def test_worker_spec_fields_flow_into_the_pod():
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ocr", "effect": "NoSchedule"}],
             "resources": {"requests": {"cpu": "2", "memory": "4Gi"}},
         },
-        "triton": {"modelName": "ppocr", "maxBatchSize": 64},
+        "triton": {"maxBatchSize": 64},
         "redis": {"urlSecretRef": {"name": "redis"}},
         "database": {"urlSecretRef": {"name": "db", "key": "dsn"}},
         "storage": {"pvc": {"claimName": "docs", "subPath": "ocr"}},
@@ -88,11 +93,10 @@ def test_worker_spec_fields_flow_into_the_pod():
     assert [t["key"] for t in pod["tolerations"]] == ["dedicated", "nvidia.com/gpu"]
     assert c["triton"]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     assert c["worker"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}}
-    assert c["triton"]["readinessProbe"]["httpGet"]["path"] == "/v2/models/ppocr/ready"
     e = env(c["worker"])
     assert e["OCRFLEET_REDIS_URL"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
     assert e["OCRFLEET_DATABASE_URL"] == {"secretKeyRef": {"name": "db", "key": "dsn"}}
-    assert e["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "64"
+    assert env(pod["initContainers"][0])["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "64"
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "docs"}} in pod["volumes"]
     assert {"name": "data", "mountPath": "/data", "subPath": "ocr"} in c["worker"]["volumeMounts"]
 
@@ -101,6 +105,7 @@ def test_cpu_workers_ask_for_no_gpu_and_no_gpu_toleration():
     dep = builders.worker_deployment(make_cluster({"workers": {"gpu": {"count": 0}}}), CTX)
     pod = dep["spec"]["template"]["spec"]
     assert containers(dep)["triton"]["resources"] == {}
+    assert env(pod["initContainers"][0])["OCRFLEET_TRITON_KIND"] == "cpu"
     assert "tolerations" not in pod
 
 
@@ -133,15 +138,17 @@ def test_hpa_bounds_and_windows_follow_the_spec_and_never_go_below_one():
 
 
 def test_api_deployment_and_service(cluster):
-    cluster["spec"]["api"]["authSecretRef"] = {"name": "tenants"}
+    cluster["spec"]["api"]["authSecretRef"] = {"name": "signing", "key": "signingMasterKey"}
     dep = builders.api_deployment(cluster, CTX)
     svc = builders.api_service(cluster)
     c = containers(dep)["api"]
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["selector"]["matchLabels"] == {"ocrfleet.io/cluster": "pool", "app.kubernetes.io/component": "api"}
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
-    assert env(c)["OCRFLEET_API_KEYS_DIR"] == "/etc/ocrfleet/api-keys"
-    assert env(c)["OCRFLEET_API_MAX_UPLOAD_BYTES"] == str(50 * 1024 * 1024)
+    assert env(c)["OCRFLEET_SIGNING_MASTER_KEY"] == {"secretKeyRef": {"name": "signing", "key": "signingMasterKey"}}
+    assert env(c)["OCRFLEET_MAX_UPLOAD_BYTES"] == str(50 * 1024 * 1024)
+    assert env(c)["OCRFLEET_PORT"] == "8080"
+    assert (env(c)["OCRFLEET_RATE_LIMIT_REQUESTS"], env(c)["OCRFLEET_RATE_LIMIT_WINDOW_S"]) == ("600", "60")
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     assert builders.api_endpoint(cluster) == "http://pool-api.ocr.svc:80"
