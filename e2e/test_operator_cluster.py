@@ -61,7 +61,7 @@ def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns):
     containers = {c["name"]: c for c in pod["containers"]}
     assert set(containers) == {"worker", "triton"}
     assert containers["triton"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert containers["triton"]["readinessProbe"]["httpGet"]["path"] == "/v2/models/ocr/ready"
+    assert containers["triton"]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"  # every model ready
     assert worker["spec"]["replicas"] == 1
     assert hpa["spec"]["minReplicas"] == 1 and hpa["spec"]["maxReplicas"] == 3
     metric = hpa["spec"]["metrics"][0]["external"]
@@ -131,7 +131,7 @@ def test_every_example_is_accepted(kind_cluster, ns):
     # the defaults come from the CRD
     minimal = get_json(kind_cluster, "ocrc", "minimal", "-n", ns)
     assert minimal["spec"]["workers"]["minReplicas"] == 1
-    assert minimal["spec"]["triton"]["maxBatchSize"] == 16
+    assert minimal["spec"]["triton"]["maxBatchSize"] == 8  # the issue's default (and TritonModelSettings')
     job = get_json(kind_cluster, "ocrj", "statements-2025-01", "-n", ns)
     assert job["spec"]["failurePolicy"]["maxFailedFraction"] == 0.1
     poll(lambda: get_json(kind_cluster, "ocrj", "statements-2025-01", "-n", ns).get("status", {}).get("phase")
