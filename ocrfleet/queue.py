@@ -148,22 +148,31 @@ class WorkQueue:
     # -- consumers ---------------------------------------------------------------------------
 
     def read(self, consumer: str, *, count: int = 1, block_ms: int | None = None) -> list[Delivery]:
-        """New tasks for ``consumer``, most urgent priority first."""
-        for i, name in enumerate(self.streams):
-            last = i == len(self.streams) - 1
-            reply = self.redis.xreadgroup(
-                keys.CONSUMER_GROUP, consumer, {name: ">"}, count=count,
-                block=block_ms if last else None,
-            )
-            out = [
-                Delivery(stream=name, message_id=_text(mid), task=Task.from_fields(fields))
-                for _stream, entries in reply or []
-                for mid, fields in entries
-                if fields  # an entry deleted while pending comes back empty
-            ]
+        """New tasks for ``consumer``, most urgent priority first.
+
+        Each priority is tried in turn without waiting; when none has work and ``block_ms`` is
+        given, one read waits on every priority at once, so a task of any priority wakes the
+        worker at once (not after the wait runs out). That read may return up to ``count`` tasks
+        of each priority that received some, most urgent first.
+        """
+        for name in self.streams:
+            out = self._read(consumer, {name: ">"}, count, None)
             if out:
                 return out
-        return []
+        if block_ms is None:
+            return []
+        urgency = {name: i for i, name in enumerate(self.streams)}
+        out = self._read(consumer, dict.fromkeys(self.streams, ">"), count, block_ms)
+        return sorted(out, key=lambda d: urgency[d.stream])
+
+    def _read(self, consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list[Delivery]:
+        reply = self.redis.xreadgroup(keys.CONSUMER_GROUP, consumer, streams, count=count, block=block_ms)
+        return [
+            Delivery(stream=_text(stream), message_id=_text(mid), task=Task.from_fields(fields))
+            for stream, entries in reply or []
+            for mid, fields in entries
+            if fields  # an entry deleted while pending comes back empty
+        ]
 
     def reclaim(self, consumer: str, *, count: int = 10) -> tuple[list[Delivery], list[Delivery]]:
         """Take over tasks idle past ``claim_idle_ms`` (their worker died).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from ocrfleet import keys
@@ -38,6 +39,18 @@ def test_high_priority_is_read_first(redis_client):
     q.enqueue(task(3, priority="high"))
     order = [q.read("w", count=1)[0].task.document_id for _ in range(3)]
     assert order == ["doc-3", "doc-2", "doc-1"]
+
+
+def test_a_blocked_read_wakes_for_any_priority(redis_client):
+    q = WorkQueue(redis_client, "pool")
+    q.ensure_groups()
+    producer = threading.Timer(0.2, lambda: q.enqueue(task(1)))  # normal priority, not the last stream
+    producer.start()
+    started = time.monotonic()
+    got = q.read("w", count=1, block_ms=5000)
+    producer.join()
+    assert [d.task.document_id for d in got] == ["doc-1"]
+    assert time.monotonic() - started < 2.0  # woken by the task, not by the end of the wait
 
 
 def test_dedupe_set_enqueues_a_document_once(redis_client):
