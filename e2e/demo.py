@@ -57,6 +57,8 @@ def main() -> int:
         for path in examples:
             run(*kubectl, "apply", "-f", str(path), check=False)
         run(*kubectl, "get", "ocrfleet", "-A", check=False)
+        step("the operator, run here as a process (kwok pods run nothing), reconciles them")
+        _reconcile_examples(cluster, kubectl)
 
     step("process sample documents through the embedded data plane (Redis, Triton, the OCR model)")
     samples, results = ROOT / "out" / "samples", ROOT / "out" / "results.jsonl"
@@ -67,6 +69,32 @@ def main() -> int:
     print(f"export KUBECONFIG={cluster.kubeconfig_path}   # look around with kubectl")
     print("python -m e2e.cluster down                # stop the local control plane")
     return 0
+
+
+def _reconcile_examples(cluster: LocalCluster, kubectl: list[str]) -> None:
+    """Run ``python -m ocrfleet_operator`` with a local Redis until the examples have a status."""
+    import tempfile
+
+    from e2e.operator_support import OperatorProcess
+    from ocrfleet.localproc import RedisServer
+
+    with RedisServer() as redis, tempfile.TemporaryDirectory(prefix="ocrfleet-demo-") as tmp:
+        operator = OperatorProcess(cluster, redis.url, Path(tmp))
+        operator.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                out = subprocess.run([*kubectl, "get", "ocrcluster", "-A", "-o",
+                                      "jsonpath={.items[*].status.observedGeneration}"],
+                                     capture_output=True, text=True).stdout
+                if len(out.split()) >= 2:
+                    break
+                time.sleep(1)
+            run(*kubectl, "get", "ocrfleet", "-A", check=False)
+            run(*kubectl, "get", "deployments,hpa,pdb", "-A", "-l", "app.kubernetes.io/part-of=ocrfleet",
+                check=False)
+        finally:
+            operator.stop()
 
 
 if __name__ == "__main__":
