@@ -123,16 +123,22 @@ def test_sigkill_mid_run_over_200_pages_loses_and_duplicates_nothing(redis_clien
     enqueue(queue, progress, fleet.blobs, range(100))  # 100 documents x 2 pages
     victim = fleet("victim", redis_server.url)
 
+    held: dict = {}
+
     def victim_is_mid_document() -> bool:
+        # read what the victim holds in the same moment as the check: it moves on quickly
         pending = redis_client.xpending_range(keys.stream(CLUSTER), keys.CONSUMER_GROUP, "-", "+", 10,
                                               consumername="victim")
-        return stored(store)[0] >= 30 and len(pending) == 1
+        if stored(store)[0] < 30 or len(pending) != 1:
+            return False
+        entries = redis_client.xrange(keys.stream(CLUSTER), pending[0]["message_id"], pending[0]["message_id"])
+        if not entries:  # acked meanwhile
+            return False
+        held.update(message_id=pending[0]["message_id"], document_id=Task.from_fields(entries[0][1]).document_id)
+        return True
 
     wait_for(victim_is_mid_document, 60, "the victim to be mid-document", [victim])
-    [held] = redis_client.xpending_range(keys.stream(CLUSTER), keys.CONSUMER_GROUP, "-", "+", 10,
-                                         consumername="victim")
-    [(_mid, fields)] = redis_client.xrange(keys.stream(CLUSTER), held["message_id"], held["message_id"])
-    held_doc = Task.from_fields(fields).document_id
+    held_doc = held["document_id"]
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(10)
     rescuers = [fleet("rescuer-1", redis_server.url), fleet("rescuer-2", redis_server.url)]
