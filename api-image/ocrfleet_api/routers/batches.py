@@ -14,7 +14,7 @@ from ocrfleet_api import metrics
 from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
 from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ocrfleet_api.problems import RESPONSES, Problem
-from ocrfleet_api.routers.documents import _PROBLEM, UPLOAD_RESPONSES
+from ocrfleet_api.routers.documents import _PROBLEM, UPLOAD_RESPONSES, accept_once
 from ocrfleet_api.schemas import BatchAccepted, BatchDocument, BatchStatus, SubmitOptions
 from ocrfleet_api.services import Services
 from ocrfleet_api.submission import options_from_form
@@ -47,11 +47,7 @@ async def submit_batch(
 ) -> JSONResponse:
     """Upload several documents as ``multipart/form-data`` parts named ``files``; the options apply
     to each. Every document is checked before any is kept: one bad document refuses the batch."""
-    if idempotency_key is not None:
-        stored = await services.idempotency.claim(principal.tenant, idempotency_key)
-        if stored is not None:
-            return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
-    try:
+    async def accept() -> BatchAccepted:
         await services.gate.admit()
         form = await receive_form(request, services.blobs, services.batch_limits, body_sha256=principal.body_sha256)
         try:
@@ -60,18 +56,11 @@ async def submit_batch(
                               "named 'files' (with a filename)")
             options = options_from_form(form.fields)
             await services.gate.admit(len(form.documents))
-            accepted = await services.blocking(_accept_batch, services, principal.tenant, form.documents, options)
+            return await services.blocking(_accept_batch, services, principal.tenant, form.documents, options)
         finally:
             form.discard()
-    except Exception as exc:
-        if idempotency_key is not None:
-            await services.idempotency.release(principal.tenant, idempotency_key)
-        metrics.UPLOADS_REJECTED.labels(getattr(exc, "code", "error")).inc()
-        raise
-    body = accepted.model_dump(mode="json")
-    if idempotency_key is not None:
-        await services.idempotency.complete(principal.tenant, idempotency_key, 202, body)
-    return JSONResponse(body, status_code=202, headers={"Location": accepted.status_url})
+
+    return await accept_once(services, principal.tenant, idempotency_key, accept)
 
 
 def _accept_batch(services: Services, tenant: str, documents: list[ReceivedDocument],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -16,7 +17,7 @@ from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
 from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ocrfleet_api.masking import apply_policy
 from ocrfleet_api.problems import RESPONSES, Problem, ProblemDetails
-from ocrfleet_api.schemas import CacheCheck, DocumentAccepted, UrlSubmission
+from ocrfleet_api.schemas import BatchAccepted, CacheCheck, DocumentAccepted, UrlSubmission
 from ocrfleet_api.services import Services
 from ocrfleet_api.submission import check_options, options_from_form
 from ocrfleet_api.uploads import fetch_document, receive_form
@@ -56,22 +57,36 @@ async def submit_document(
     """Upload a document as ``multipart/form-data`` (the file in a part named ``file``), or send JSON
     with a ``url`` to fetch. Answers 202 with the document id and its status URL; a document this
     tenant has processed before is answered from the cache at once."""
+    async def accept() -> DocumentAccepted:
+        await services.gate.admit()
+        accepted = await _receive_and_accept(request, principal, services)
+        metrics.DOCUMENTS_ACCEPTED.labels("cache" if accepted.cached else "queued").inc()
+        return accepted
+
+    return await accept_once(services, principal.tenant, idempotency_key, accept)
+
+
+async def accept_once(services: Services, tenant: str, idempotency_key: str | None,
+                      accept: Callable[[], Awaitable[DocumentAccepted | BatchAccepted]]) -> JSONResponse:
+    """Run a submission at most once per idempotency key and answer 202 with its status URL.
+
+    The same key again gets the first answer back; a submission that fails releases its key
+    (so the client may retry) and counts as rejected.
+    """
     if idempotency_key is not None:
-        stored = await services.idempotency.claim(principal.tenant, idempotency_key)
+        stored = await services.idempotency.claim(tenant, idempotency_key)
         if stored is not None:
             return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
     try:
-        await services.gate.admit()
-        accepted = await _receive_and_accept(request, principal, services)
+        accepted = await accept()
     except Exception as exc:
         if idempotency_key is not None:
-            await services.idempotency.release(principal.tenant, idempotency_key)
+            await services.idempotency.release(tenant, idempotency_key)
         metrics.UPLOADS_REJECTED.labels(getattr(exc, "code", "error")).inc()
         raise
     body = accepted.model_dump(mode="json")
     if idempotency_key is not None:
-        await services.idempotency.complete(principal.tenant, idempotency_key, 202, body)
-    metrics.DOCUMENTS_ACCEPTED.labels("cache" if accepted.cached else "queued").inc()
+        await services.idempotency.complete(tenant, idempotency_key, 202, body)
     return JSONResponse(body, status_code=202, headers={"Location": accepted.status_url})
 
 
