@@ -26,12 +26,12 @@ system: ## Debian packages: Redis, PostgreSQL, CJK fonts for the document genera
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml worker-image/weights.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
 	# the reference pipeline and the OCR weights; its opencv-python pin would clash with headless
-	$(PY) -m pip install -q --no-deps 'rapidocr-onnxruntime==1.4.4'
+	$(PY) -m pip install -q --no-deps -r worker-image/weights.txt
 	touch $@
 
 k8s-tools: ## kube-apiserver, controller-manager, scheduler, etcd, kwok, helm from pinned Go modules

@@ -35,6 +35,7 @@ RUN_DIR = "/run/ocrfleet"
 DRAIN_FILE = f"{RUN_DIR}/drain"
 BUSY_FILE = f"{RUN_DIR}/busy"
 MODELS_DIR = "/models"
+SHM_SIZE = "1Gi"
 DATA_DIR = "/data"
 
 # What the images offer (worker-image/Dockerfile, api-image/Dockerfile); tests/operator/
@@ -48,6 +49,18 @@ TRITON_READY_PATH = "/v2/health/ready"
 TRITON_LIVE_PATH = "/v2/health/live"
 
 Manifest = dict[str, Any]
+
+#: The images run as this user (their Dockerfiles' ``USER``); volumes are group-writable for it.
+IMAGE_USER = 10001
+POD_SECURITY = {
+    "runAsNonRoot": True, "runAsUser": IMAGE_USER, "runAsGroup": IMAGE_USER, "fsGroup": IMAGE_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+#: Every container: no privileges, and a read-only root filesystem (what it writes is a volume).
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+}
+TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
 
 
 @dataclass(frozen=True)
@@ -204,8 +217,8 @@ def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
     name = cluster["metadata"]["name"]
     spec = cluster["spec"]
     api = spec["api"]
-    volumes = [data_volume(spec)]
-    mounts = [data_mount(spec)]
+    volumes = [data_volume(spec), {"name": "tmp", "emptyDir": {}}]
+    mounts = [data_mount(spec), TMP_MOUNT]
     container = {
         "name": "api",
         "image": api["image"],
@@ -217,6 +230,7 @@ def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
         "livenessProbe": {"httpGet": {"path": API_LIVE_PATH, "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 6},
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+        "securityContext": CONTAINER_SECURITY,
     }
     return {
         "apiVersion": "apps/v1",
@@ -228,7 +242,7 @@ def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
             "selector": {"matchLabels": selector_labels(name, "api")},
             "template": {
                 "metadata": {"labels": labels(name, "api")},
-                "spec": {"containers": [container], "volumes": volumes},
+                "spec": {"securityContext": POD_SECURITY, "containers": [container], "volumes": volumes},
             },
         },
     }
@@ -284,7 +298,8 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
         "imagePullPolicy": workers["imagePullPolicy"],
         "command": [*MODEL_RENDER_COMMAND, "--out", MODELS_DIR, "--copy-weights"],
         "env": triton_model_env(cluster),
-        "volumeMounts": [models_mount],
+        "volumeMounts": [models_mount, TMP_MOUNT],
+        "securityContext": CONTAINER_SECURITY,
     }
     worker = {
         "name": "worker",
@@ -292,8 +307,9 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
         "imagePullPolicy": workers["imagePullPolicy"],
         "command": list(WORKER_COMMAND),
         "env": worker_env(cluster, ctx),
-        "volumeMounts": [data_mount(spec), run_mount],
+        "volumeMounts": [data_mount(spec), run_mount, TMP_MOUNT],
         "resources": dict(workers.get("resources", {})),
+        "securityContext": CONTAINER_SECURITY,
         # Stop taking work, then wait until the pages in hand are stored and acked.
         "lifecycle": {"preStop": {"exec": {"command": _wait_until_idle(f"touch {DRAIN_FILE}; ")}}},
     }
@@ -314,7 +330,9 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
             {"name": "triton-metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"},
         ],
         "resources": triton_resources,
-        "volumeMounts": [models_mount, run_mount],
+        # the python backend's stubs exchange tensors through /dev/shm (64 MiB by default)
+        "volumeMounts": [models_mount, run_mount, TMP_MOUNT, {"name": "shm", "mountPath": "/dev/shm"}],
+        "securityContext": CONTAINER_SECURITY,
         "startupProbe": {
             "httpGet": {"path": TRITON_LIVE_PATH, "port": "triton-http"},
             "periodSeconds": 5,
@@ -336,12 +354,15 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
     }
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": grace,
+        "securityContext": POD_SECURITY,
         "initContainers": [model_repository],
         "containers": [worker, triton_container],
         "volumes": [
             data_volume(spec),
             {"name": "models", "emptyDir": {}},
             {"name": "run", "emptyDir": {"medium": "Memory"}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
         ],
     }
     if workers.get("nodeSelector"):

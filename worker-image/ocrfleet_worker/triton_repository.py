@@ -22,6 +22,7 @@ settings render (a test keeps them so).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,18 @@ def render_repository(out: Path, settings: TritonModelSettings | None = None, *,
     return out
 
 
+def _writable_cache(out: Path, device: str) -> Path | None:
+    """The default model cache, or one in the output volume when the image's lacks ``device``'s
+    networks and is read-only (the worker image carries the CPU networks; a GPU pod traces its
+    own at start, into the models volume it renders)."""
+    from ocrfleet_worker.model.convert import cache_root, cached_models
+
+    root = cache_root()
+    while not root.exists() and root != root.parent:
+        root = root.parent
+    return None if cached_models(device).complete() or os.access(root, os.W_OK) else out / ".cache"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ocrfleet_worker.triton_repository",
                                      description="Render the OCR model repository for Triton.")
@@ -136,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_dynamic_batching:
         overrides["dynamic_batching"] = False
     settings = TritonModelSettings(**overrides)
-    out = render_repository(args.out, settings, copy_weights=args.copy_weights)
+    out = render_repository(args.out, settings, copy_weights=args.copy_weights, cache_root=_writable_cache(args.out, settings.device))
     print(f"rendered {', '.join(MODELS)} into {out} ({settings.kind}, max batch {settings.max_batch_size})")
 
 

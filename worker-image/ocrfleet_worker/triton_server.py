@@ -123,7 +123,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         paths = TritonPaths.find()
         repository = self.options.repository or render_repository(self.workdir / "models", self.options.settings)
-        backends = self._backend_directory(paths)
+        backends = backend_directory(paths, self.workdir / "backends")
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         argv = [
             str(paths.binary),
@@ -141,7 +141,7 @@ class TritonServer:
         if not _cuda_visible():
             argv.append("--pinned-memory-pool-byte-size=0")
         started = time.monotonic()
-        self.process = LocalProcess("tritonserver", argv, workdir=self.workdir, env=self._environment(paths))
+        self.process = LocalProcess("tritonserver", argv, workdir=self.workdir, env=server_environment(paths))
         # settled: ready, or a model reported that it cannot load (the server would still wait
         # for the others, or hang on a stub that cannot start; neither is worth waiting for)
         self.process.start(lambda: self._failure_in_log() is not None or self._ready(),
@@ -167,28 +167,6 @@ class TritonServer:
                 if _GLOG_ERROR.match(line) and not any(h in line for h in _HARMLESS):
                     return line.strip()
         return None
-
-    def _backend_directory(self, paths: TritonPaths) -> Path:
-        python_backend = self.workdir / "backends" / "python"
-        python_backend.mkdir(parents=True, exist_ok=True)
-        source = paths.root / "backends" / "python"
-        for item in (source / "libtriton_python.so", source / "triton_python_backend_utils.py", paths.stub):
-            if not item.exists():
-                raise ServiceError(f"the Triton wheel lacks {item} (Python {sys.version_info[:2]} supported?)")
-            target = python_backend / item.name
-            if not target.exists():
-                target.symlink_to(item)
-        return python_backend.parent
-
-    def _environment(self, paths: TritonPaths) -> dict[str, str]:
-        env = dict(os.environ)
-        libpython = sysconfig.get_config_var("LIBDIR") or ""
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (libpython, str(paths.libs), env.get("LD_LIBRARY_PATH", "")) if p)
-        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
-        # idle OpenMP threads of one model must not spin on the cores the next model needs
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        return env
 
     def model_statistics(self) -> dict[str, dict[str, int]]:
         """Per model: ``requests`` answered, ``inferences`` (batch items) and ``executions`` (network runs).
@@ -223,6 +201,70 @@ class TritonServer:
         self.stop()
 
 
+def backend_directory(paths: TritonPaths, root: Path) -> Path:
+    """``root/python/``: the wheel's python backend with the stub for this Python; returns ``root``."""
+    python_backend = root / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    source = paths.root / "backends" / "python"
+    for item in (source / "libtriton_python.so", source / "triton_python_backend_utils.py", paths.stub):
+        if not item.exists():
+            raise ServiceError(f"the Triton wheel lacks {item} (Python {sys.version_info[:2]} supported?)")
+        target = python_backend / item.name
+        if not target.exists():
+            target.symlink_to(item)
+    return root
+
+
+def server_environment(paths: TritonPaths) -> dict[str, str]:
+    """This environment, plus the library path and ``PATH`` the wheel's server and stub need."""
+    env = dict(os.environ)
+    libpython = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (libpython, str(paths.libs), env.get("LD_LIBRARY_PATH", "")) if p)
+    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    # idle OpenMP threads of one model must not spin on the cores the next model needs
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def serve(argv: list[str]) -> None:
+    """Become the wheel's ``tritonserver`` with ``argv``: the worker image's ``tritonserver`` command.
+
+    It takes the command line NVIDIA's tritonserver image takes (the operator renders one for
+    both) and adds what the wheel's build needs unless given: the backend directory
+    (``$OCRFLEET_TRITON_BACKEND_DIR``, prepared at image build time), the cache directory, and
+    on a node without a GPU no pinned memory and no GPU metrics.
+    """
+    paths = TritonPaths.find()
+    given = {arg.split("=", 1)[0] for arg in argv}
+    extra = []
+    if "--backend-directory" not in given:
+        root = Path(os.environ.get("OCRFLEET_TRITON_BACKEND_DIR") or tempfile.mkdtemp(prefix="ocrfleet-backends-"))
+        extra.append(f"--backend-directory={backend_directory(paths, root)}")
+    if "--cache-directory" not in given:
+        extra.append(f"--cache-directory={paths.root / 'caches'}")
+    if not _gpu_device_present():
+        extra += [a for a in ("--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false")
+                  if a.split("=", 1)[0] not in given]
+    os.execve(paths.binary, [str(paths.binary), *extra, *argv], server_environment(paths))
+
+
+def _gpu_device_present() -> bool:
+    """An NVIDIA device node in this container (the device plugin mounts one per GPU)."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["serve"]:
+        serve(args[1:])
+    elif args[:1] == ["backends"] and len(args) == 2:
+        print(backend_directory(TritonPaths.find(), Path(args[1])))
+    else:
+        sys.exit("usage: python -m ocrfleet_worker.triton_server serve [TRITONSERVER ARGS...]\n"
+                 "       python -m ocrfleet_worker.triton_server backends DIR")
+
+
 def _cuda_visible() -> bool:
     try:
         import torch
@@ -230,3 +272,7 @@ def _cuda_visible() -> bool:
         return bool(torch.cuda.is_available())
     except Exception:  # noqa: BLE001 - no torch, or a broken CUDA install: no GPU for us
         return False
+
+
+if __name__ == "__main__":
+    main()

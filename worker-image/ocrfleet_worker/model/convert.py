@@ -100,6 +100,9 @@ class ModelFiles:
     def load_keys(self) -> list[str]:
         return self.keys.read_text(encoding="utf-8").split("\n")
 
+    def complete(self) -> bool:
+        return self.keys.exists() and all(self.module(role).exists() for role in ONNX_FILES)
+
 
 def cache_key(source: Path | None = None) -> str:
     """A short hash of the ONNX files, the torch version and the converter version."""
@@ -113,12 +116,18 @@ def cache_key(source: Path | None = None) -> str:
     return "ppocrv4-" + digest.hexdigest()[:16]
 
 
+def cached_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None) -> ModelFiles:
+    """Where the cache keeps (or would keep) the converted models for ``device``."""
+    source = source or onnx_dir()
+    return ModelFiles((root or cache_root()) / "models" / cache_key(source), device)
+
+
 def ensure_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None) -> ModelFiles:
     """Convert the models for ``device`` ("cpu" or "cuda") unless the cache already has them."""
     source = source or onnx_dir()
-    directory = (root or cache_root()) / "models" / cache_key(source)
-    files = ModelFiles(directory, device)
-    if files.keys.exists() and all(files.module(role).exists() for role in ONNX_FILES):
+    files = cached_models(device, root=root, source=source)
+    directory = files.directory
+    if files.complete():
         return files
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))

@@ -1,0 +1,284 @@
+"""ocrfleet's three container images, built on this machine without a container registry.
+
+Each image is built from its own Dockerfile (``operator/``, ``api-image/``, ``worker-image/``)
+by podman. The Dockerfiles default to the public ``python:3.11-slim-bookworm`` (what a platform
+team's CI builds on); here no registry answers, so the build passes two arguments instead:
+
+- ``BASE``: a base image bootstrapped from Debian's own packages by mmdebstrap (Debian's
+  Python 3.11 and its venv module), imported into podman once per package list;
+- ``WHEELS``: a wheelhouse (``pip download`` of the core and every image's extra, once per
+  requirement set), mounted read-only into the build and installed with ``--no-index``, so a
+  rebuild never downloads torch again.
+
+A build is skipped when its *input hash* is already tagged. The hash covers the base image,
+the Dockerfile, every file its ``COPY`` lines bring in (git's view of the tree: tracked and
+untracked, not ignored), the build arguments and the wheelhouse's contents; an unchanged tree
+never rebuilds. Each image is tagged twice: ``localhost/ocrfleet/NAME:HASH`` (what was built from
+what) and the name the chart and the CRDs default to (``ghcr.io/ocrfleet/NAME:VERSION``), so a
+node that has the image loaded runs a default install without pulling.
+
+    python -m e2e.images build [NAME ...]   # build what changed (all three by default)
+    python -m e2e.images list               # name, tags, size, input hash
+    python -m e2e.images archive NAME       # a docker-archive for a node's containerd
+
+podman runs with ``e2e/tools/containers.conf`` (``CONTAINERS_CONF``): runc, cgroupfs, no
+ulimit changes (see that file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("OCRFLEET_CACHE", Path.home() / ".cache" / "ocrfleet"))
+CONTAINERS_CONF = ROOT / "e2e" / "tools" / "containers.conf"
+RECIPE = 1  # bump when the build arguments or the way images are tagged change
+
+#: The base: Debian's Python and what our programs need of the system (libpython for Triton's stub).
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("python3", "python3-venv", "libpython3.11", "ca-certificates")
+#: Installed beside the extras, without dependencies: the wheel that carries the OCR weights.
+WEIGHTS = ROOT / "worker-image" / "weights.txt"
+BUILD_REQUIREMENTS = ("setuptools>=77", "wheel")
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    dockerfile: str
+
+    @property
+    def public_tag(self) -> str:
+        return f"ghcr.io/ocrfleet/{self.name}:{project_version()}"
+
+    def local_tag(self, digest: str) -> str:
+        return f"localhost/ocrfleet/{self.name}:{digest[:16]}"
+
+
+IMAGES = {
+    "operator": Image("operator", "operator/Dockerfile"),
+    "api": Image("api", "api-image/Dockerfile"),
+    "worker": Image("worker", "worker-image/Dockerfile"),
+}
+
+
+class ImageBuildError(RuntimeError):
+    """A step of an image build failed; the message carries the tool's own output."""
+
+
+def project_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def podman(*args: str, check: bool = True, capture: bool = True, timeout: float | None = None
+           ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    proc = subprocess.run(["podman", *args], env=env, text=True, timeout=timeout,
+                          capture_output=capture)
+    if check and proc.returncode != 0:
+        out = (proc.stdout or "") + (proc.stderr or "")
+        raise ImageBuildError(f"podman {' '.join(args[:3])} failed ({proc.returncode}):\n{out[-4000:]}")
+    return proc
+
+
+def image_id(tag: str) -> str | None:
+    proc = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+# -- the base ----------------------------------------------------------------------------------
+
+
+def base_tag() -> str:
+    key = hashlib.sha256(f"{BASE_SUITE} {' '.join(BASE_PACKAGES)}".encode()).hexdigest()[:12]
+    return f"localhost/ocrfleet/base:{BASE_SUITE}-{key}"
+
+
+def ensure_base(log=print) -> str:
+    """The Debian base image (mmdebstrap minbase + Python), bootstrapped once per package list."""
+    tag = base_tag()
+    if image_id(tag):
+        return tag
+    t0 = time.monotonic()
+    tarball = CACHE / "images" / f"{tag.rsplit(':', 1)[1]}.tar"
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+                           BASE_SUITE, str(tarball)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImageBuildError(f"mmdebstrap failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    podman("import", str(tarball), tag)
+    tarball.unlink()
+    log(f"base {tag}: bootstrapped from Debian in {time.monotonic() - t0:.0f} s")
+    return tag
+
+
+# -- the wheelhouse ----------------------------------------------------------------------------
+
+
+def requirements() -> list[str]:
+    """The core's dependencies and every image extra (what the three Dockerfiles install)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["operator"], *extras["api"], *extras["worker"]]
+
+
+def ensure_wheelhouse(base: str, log=print) -> Path:
+    """Binary wheels for every image, downloaded once per requirement set and base.
+
+    pip runs inside the base image, so that environment markers are judged by the Python the
+    images run (Debian's 3.11.2 needs wheels a newer 3.11 does not, e.g. async-timeout).
+    """
+    wanted = [*requirements(), *BUILD_REQUIREMENTS]
+    weights = [line for line in WEIGHTS.read_text().splitlines() if line and not line.startswith("#")]
+    key = hashlib.sha256("\n".join([base, *wanted, *weights]).encode()).hexdigest()[:16]
+    house = CACHE / "wheels" / key
+    if (house / ".complete").exists():
+        return house
+    t0 = time.monotonic()
+    house.mkdir(parents=True, exist_ok=True)
+    quoted = " ".join(shlex.quote(r) for r in wanted)
+    script = ("python3 -m venv /tmp/pip && /tmp/pip/bin/pip download --quiet --disable-pip-version-check "
+              f"--only-binary=:all: --dest /wheels {quoted} && /tmp/pip/bin/pip download --quiet "
+              f"--disable-pip-version-check --no-deps --dest /wheels {' '.join(map(shlex.quote, weights))}")
+    trust = []  # the CA bundle this machine's pip trusts (a TLS-inspecting proxy's, here), if any
+    if os.environ.get("PIP_CERT") and Path(os.environ["PIP_CERT"]).is_file():
+        trust = ["--volume", f"{os.environ['PIP_CERT']}:/etc/ssl/host-ca.pem:ro", "--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
+    podman("run", "--rm", "--network", "host", "--volume", f"{house}:/wheels", *trust, base, "sh", "-c", script)
+    (house / ".complete").write_text("\n".join(wanted))
+    log(f"wheelhouse {house}: {len(list(house.glob('*.whl')))} wheels in {time.monotonic() - t0:.0f} s")
+    return house
+
+
+# -- input hashes ------------------------------------------------------------------------------
+
+_COPY = re.compile(r"^\s*COPY\s+(?!--from)(.+)$", re.MULTILINE)
+
+
+def copied_paths(dockerfile: Path) -> list[str]:
+    """The sources of a Dockerfile's ``COPY`` lines (relative to the build context)."""
+    sources: list[str] = []
+    for line in _COPY.findall(dockerfile.read_text().replace("\\\n", " ")):
+        words = [w for w in line.split() if not w.startswith("--")]
+        sources += words[:-1]
+    return sources
+
+
+def context_files(paths: list[str]) -> list[str]:
+    """git's view of the files under ``paths``: tracked and untracked, never ignored."""
+    proc = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *paths],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    return sorted({f for f in proc.stdout.split("\0") if f and (ROOT / f).is_file()})
+
+
+def input_hash(image: Image, base: str, wheels: Path) -> str:
+    digest = hashlib.sha256(f"recipe {RECIPE}\nbase {image_id(base)}\n".encode())
+    dockerfile = ROOT / image.dockerfile
+    digest.update(dockerfile.read_bytes())
+    for name in context_files(copied_paths(dockerfile)):
+        digest.update(f"\0{name}\0".encode())
+        digest.update((ROOT / name).read_bytes())
+    digest.update("\0".join(sorted(p.name for p in wheels.glob("*.whl"))).encode())
+    return digest.hexdigest()
+
+
+# -- builds ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    image: Image
+    tag: str
+    digest: str
+    seconds: float
+    rebuilt: bool
+
+    def size_bytes(self) -> int:
+        return int(podman("image", "inspect", "--format", "{{.Size}}", self.tag).stdout.strip())
+
+
+def build(image: Image, *, base: str, wheels: Path, log=print) -> Built:
+    t0 = time.monotonic()
+    digest = input_hash(image, base, wheels)
+    tag = image.local_tag(digest)
+    if image_id(tag):
+        podman("tag", tag, image.public_tag)  # the public name may point at another build
+        return Built(image, tag, digest, time.monotonic() - t0, rebuilt=False)
+    log(f"building {image.name} ({tag}) ...")
+    build_log = CACHE / "images" / f"{image.name}.build.log"
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_log, "w") as out:
+        proc = subprocess.run(
+            ["podman", "build", "--network", "host", "--file", image.dockerfile, "--tag", tag,
+             "--build-arg", f"BASE={base}", "--build-arg", "WHEELS=/wheels",
+             "--volume", f"{wheels}:/wheels:ro", "--layers", "."],
+            cwd=ROOT, env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)},
+            stdout=out, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise ImageBuildError(f"building {image.name} failed; last lines of {build_log}:\n"
+                              + "\n".join(build_log.read_text(errors="replace").splitlines()[-40:]))
+    podman("tag", tag, image.public_tag)
+    seconds = time.monotonic() - t0
+    log(f"built {image.name} in {seconds:.0f} s")
+    return Built(image, tag, digest, seconds, rebuilt=True)
+
+
+def build_all(names: list[str] | None = None, log=print) -> dict[str, Built]:
+    """Build (or find) each named image; one base and one wheelhouse for all."""
+    base = ensure_base(log)
+    wheels = ensure_wheelhouse(base, log)
+    return {name: build(IMAGES[name], base=base, wheels=wheels, log=log) for name in names or IMAGES}
+
+
+def archive(name: str, built: Built | None = None) -> Path:
+    """A docker-archive of an image (both tags), cached by its input hash, for ``ctr images import``."""
+    built = built or build_all([name])[name]
+    path = CACHE / "images" / f"{name}-{built.digest[:16]}.tar"
+    if not path.exists():
+        for old in path.parent.glob(f"{name}-*.tar"):
+            old.unlink()
+        tmp = path.with_suffix(".tmp")
+        podman("save", "--format", "docker-archive", "--output", str(tmp), "-m", built.tag, built.image.public_tag)
+        tmp.rename(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.images", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["build", "list", "archive"])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(IMAGES)} (default: all)")
+    parser.add_argument("--json", type=Path, help="also write what was built (times, sizes) here")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(IMAGES)
+    if unknown:
+        parser.error(f"no image named {', '.join(sorted(unknown))}; the images are {', '.join(IMAGES)}")
+    if args.command == "archive":
+        for name in args.names or IMAGES:
+            print(archive(name))
+        return 0
+    t0 = time.monotonic()
+    built = build_all(args.names or None, log=lambda m: print(m, file=sys.stderr))
+    rows = {name: {"tag": b.tag, "public": b.image.public_tag, "rebuilt": b.rebuilt,
+                   "seconds": round(b.seconds, 1), "size_mb": round(b.size_bytes() / 1e6)}
+            for name, b in built.items()}
+    for name, row in rows.items():
+        state = f"built in {row['seconds']} s" if row["rebuilt"] else "unchanged"
+        print(f"{name:9} {row['public']:34} {row['tag']:44} {row['size_mb']:>6} MB  {state}")
+    print(f"images ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
