@@ -3,16 +3,17 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBS := redis-server postgresql fonts-noto-cjk fonts-dejavu-core
+DEBS := redis-server postgresql fonts-noto-cjk fonts-dejavu-core \
+        podman runc mmdebstrap containerd containernetworking-plugins iptables conntrack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps system venv k8s-tools lint bench clean
+.PHONY: demo test deps system venv k8s-tools images lint bench clean
 
 demo: deps ## bring up the local control plane, install ocrfleet, process sample documents
 	$(PY) -m e2e.demo
 
-test: deps ## every test: lint, unit, real Redis/PostgreSQL/Triton, and e2e on the local control plane
+test: deps images ## every test: lint, unit, real Redis/PostgreSQL/Triton, images, e2e on the local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 deps: system venv k8s-tools
@@ -36,6 +37,9 @@ $(VENV)/.installed: pyproject.toml worker-image/weights.txt
 
 k8s-tools: ## kube-apiserver, controller-manager, scheduler, etcd, kwok, helm from pinned Go modules
 	@e2e/tools/build.sh >/dev/null
+
+images: system venv ## the operator, API and worker images (podman over a Debian base; cached by input hash)
+	$(PY) -m e2e.images build
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -152,8 +152,10 @@ def ensure_wheelhouse(base: str, log=print) -> Path:
               f"--only-binary=:all: --dest /wheels {quoted} && /tmp/pip/bin/pip download --quiet "
               f"--disable-pip-version-check --no-deps --dest /wheels {' '.join(map(shlex.quote, weights))}")
     trust = []  # the CA bundle this machine's pip trusts (a TLS-inspecting proxy's, here), if any
-    if os.environ.get("PIP_CERT") and Path(os.environ["PIP_CERT"]).is_file():
-        trust = ["--volume", f"{os.environ['PIP_CERT']}:/etc/ssl/host-ca.pem:ro", "--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
+    cert = os.environ.get("PIP_CERT") or subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", "global.cert"], capture_output=True, text=True).stdout.strip()
+    if cert and Path(cert).is_file():
+        trust = ["--volume", f"{cert}:/etc/ssl/host-ca.pem:ro", "--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
     podman("run", "--rm", "--network", "host", "--volume", f"{house}:/wheels", *trust, base, "sh", "-c", script)
     (house / ".complete").write_text("\n".join(wanted))
     log(f"wheelhouse {house}: {len(list(house.glob('*.whl')))} wheels in {time.monotonic() - t0:.0f} s")
@@ -228,9 +230,18 @@ def build(image: Image, *, base: str, wheels: Path, log=print) -> Built:
         raise ImageBuildError(f"building {image.name} failed; last lines of {build_log}:\n"
                               + "\n".join(build_log.read_text(errors="replace").splitlines()[-40:]))
     podman("tag", tag, image.public_tag)
+    _forget_older_builds(image, tag)
     seconds = time.monotonic() - t0
     log(f"built {image.name} in {seconds:.0f} s")
     return Built(image, tag, digest, seconds, rebuilt=True)
+
+
+def _forget_older_builds(image: Image, keep: str) -> None:
+    """Untag earlier builds of ``image``; their layers stay, as podman's build cache."""
+    repository = keep.rsplit(":", 1)[0]
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={repository}")
+    for old in (t for t in listed.stdout.split() if t.startswith(f"{repository}:") and t != keep):
+        podman("untag", old, old, check=False)
 
 
 def build_all(names: list[str] | None = None, log=print) -> dict[str, Built]:
