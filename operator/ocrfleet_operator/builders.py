@@ -242,10 +242,20 @@ def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
             "selector": {"matchLabels": selector_labels(name, "api")},
             "template": {
                 "metadata": {"labels": labels(name, "api")},
-                "spec": {"securityContext": POD_SECURITY, "containers": [container], "volumes": volumes},
+                "spec": _placement(api, {"securityContext": POD_SECURITY, "containers": [container],
+                                         "volumes": volumes}),
             },
         },
     }
+
+
+def _placement(spec: Mapping, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """``pod_spec`` with the component's nodeSelector and tolerations, where it names any."""
+    if spec.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
+    if spec.get("tolerations"):
+        pod_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
+    return pod_spec
 
 
 def api_service(cluster: Mapping) -> Manifest:

@@ -171,3 +171,29 @@ def test_drift_ignores_server_defaults_but_sees_changes(cluster):
     assert drifted({"a": [1, 2]}, {"a": [1]})
     assert not drifted({"a": {"b": []}}, {"a": {}})
     assert drifted(desired, None)
+
+
+def test_api_pods_follow_the_api_placement(cluster):
+    cluster["spec"]["api"]["nodeSelector"] = {"pool": "cpu"}
+    cluster["spec"]["api"]["tolerations"] = [{"key": "dedicated", "operator": "Exists"}]
+    pod = builders.api_deployment(cluster, CTX)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "cpu"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    del cluster["spec"]["api"]["nodeSelector"], cluster["spec"]["api"]["tolerations"]
+    assert "nodeSelector" not in builders.api_deployment(cluster, CTX)["spec"]["template"]["spec"]
+
+
+def test_every_container_runs_unprivileged_on_a_read_only_root_with_a_writable_tmp(cluster):
+    for deployment in (builders.api_deployment(cluster, CTX), builders.worker_deployment(cluster, CTX)):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == builders.IMAGE_USER
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for c in pod["containers"] + pod.get("initContainers", []):
+            security = c["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, c["name"]
+            assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]], f"{c['name']} has no writable /tmp"
+    triton = containers(builders.worker_deployment(cluster, CTX))["triton"]
+    assert {"name": "shm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
