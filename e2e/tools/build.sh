@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from pinned Go modules, once per version set.
+# Builds the local control plane's binaries from pinned Go modules, once per version set, and
+# the real node's (e2e/node.py): kubelet, kube-proxy, CoreDNS, the pause and probe programs.
 #
 #   e2e/tools/build.sh            build what is missing, print the bin directory
 #
@@ -11,6 +12,7 @@ K8S_VERSION=v1.37.2    # k8s.io/kubernetes; staging modules at v0.37.2 (see k8s/
 ETCD_VERSION=v3.6.16   # go.etcd.io/etcd/server/v3 (see etcd/go.mod)
 KWOK_VERSION=v0.8.0    # sigs.k8s.io/kwok
 HELM_VERSION=v3.22.0   # helm.sh/helm/v3
+COREDNS_VERSION=v1.15.0  # github.com/coredns/coredns, the real node's cluster DNS (see coredns/go.mod)
 RECIPE=2               # bump when the build flags below change, so caches are rebuilt
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,6 +61,28 @@ helm_k8s="$helm_k8s -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.s
 if [ ! -x "$bin/helm" ]; then
   run "helm $HELM_VERSION" env GOBIN="$bin" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $helm_k8s" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+# the real node: kubelet and kube-proxy from the same module and flags as the control plane
+if [ ! -x "$bin/kubelet" ]; then
+  run "kubelet $K8S_VERSION" bash -c "cd '$here/k8s' && go build -trimpath -tags selinux,notest \
+    -ldflags '$ldflags' -o '$bin/kubelet' k8s.io/kubernetes/cmd/kubelet"
+fi
+if [ ! -x "$bin/kube-proxy" ]; then
+  run "kube-proxy $K8S_VERSION" bash -c "cd '$here/k8s' && go build -trimpath -tags selinux,notest \
+    -ldflags '$ldflags' -o '$bin/kube-proxy' k8s.io/kubernetes/cmd/kube-proxy"
+fi
+# CoreDNS with the plugins cluster DNS needs (coredns/main.go); rebuilt when its version changes
+if [ ! -x "$bin/coredns" ] || [ "$(cat "$bin/coredns.version" 2>/dev/null)" != "$COREDNS_VERSION" ]; then
+  run "coredns $COREDNS_VERSION" bash -c "cd '$here/coredns' && go build -trimpath \
+    -ldflags '-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION' -o '$bin/coredns' ."
+  echo "$COREDNS_VERSION" > "$bin/coredns.version"
+fi
+# the pause (sandbox) and probe (test workload) programs: our own sources, rebuilt when they change
+pause_src=$(cat "$here/pause/go.mod" "$here"/pause/*.go "$here"/pause/probe/*.go | sha256sum | cut -c1-16)
+if [ ! -x "$bin/pause" ] || [ ! -x "$bin/probe" ] || [ "$(cat "$bin/pause.src" 2>/dev/null)" != "$pause_src" ]; then
+  run "pause, probe" bash -c "cd '$here/pause' && go build -trimpath -ldflags '-s -w' -o '$bin/pause' . \
+    && go build -trimpath -ldflags '-s -w' -o '$bin/probe' ./probe"
+  echo "$pause_src" > "$bin/pause.src"
 fi
 # kwok's stage definitions (v0.8 needs them in its config) come from its module source.
 if [ ! -f "$bin/../kwok-stages.yaml" ]; then
