@@ -119,9 +119,15 @@ def _demote(user: str) -> Callable[[], None]:
 
 
 class RedisServer:
-    """``redis-server`` on a free loopback port; AOF on so a restart loses nothing acknowledged."""
+    """``redis-server`` on a free loopback port; AOF on so a restart loses nothing acknowledged.
 
-    def __init__(self, workdir: Path | None = None, *, port: int | None = None, appendonly: bool = True) -> None:
+    ``host`` binds another address of this machine instead (a test node's bridge, so that its
+    pods reach the server); the port is still chosen free on loopback.
+    """
+
+    def __init__(self, workdir: Path | None = None, *, port: int | None = None, appendonly: bool = True,
+                 host: str = "127.0.0.1") -> None:
+        self.host = host
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ocrfleet-redis-"))
         self.port = port or free_port()
@@ -130,19 +136,20 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> RedisServer:
         binary = find_binary("redis-server", "/usr/bin/redis-server")
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+        protected = "yes" if self.host == "127.0.0.1" else "no"  # no password: the bind is the boundary
+        argv = [binary, "--port", str(self.port), "--bind", self.host, "--dir", str(self.workdir),
+                "--save", "", "--protected-mode", protected, "--daemonize", "no"]
         if self.appendonly:
             argv += ["--appendonly", "yes", "--appendfsync", "always"]
         self.process = LocalProcess("redis", argv, workdir=self.workdir).start(self._ping)
         return self
 
     def _ping(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+        with socket.create_connection((self.host, self.port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
 
@@ -169,10 +176,12 @@ class PostgresServer:
     """A throw-away PostgreSQL cluster (initdb) on a free loopback port.
 
     PostgreSQL refuses to run as root, so under root it runs as the ``postgres`` user that
-    Debian's package creates.
+    Debian's package creates. ``host`` binds another address of this machine instead (a test
+    node's bridge); clients on the networks it is attached to are then trusted too.
     """
 
-    def __init__(self, workdir: Path | None = None, *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ocrfleet-pg-"))
         self.port = port or free_port()
@@ -181,7 +190,7 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://ocrfleet@127.0.0.1:{self.port}/ocrfleet"
+        return f"postgresql+psycopg://ocrfleet@{self.host}:{self.port}/ocrfleet"
 
     def start(self) -> PostgresServer:
         bindir = _pg_bindir()
@@ -196,7 +205,10 @@ class PostgresServer:
                                   preexec_fn=preexec, cwd=self.workdir, timeout=120)
             if init.returncode != 0:
                 raise ServiceError(f"initdb failed:\n{(init.stdout + init.stderr)[-3000:]}")
-        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
+            if self.host != "127.0.0.1":
+                with open(data / "pg_hba.conf", "a") as hba:
+                    hba.write("host all all samenet trust\n")
+        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-h", self.host,
                 "-k", str(self.workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
                 "-c", "full_page_writes=off", "-c", "max_connections=200"]
         self.process = LocalProcess("postgres", argv, workdir=self.workdir, user=self.user)
@@ -205,10 +217,10 @@ class PostgresServer:
 
     def _ready(self) -> bool:
         bindir = _pg_bindir()
-        ok = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+        ok = subprocess.run([str(bindir / "pg_isready"), "-h", self.host, "-p", str(self.port)],
                             capture_output=True).returncode == 0
         if ok:
-            subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+            subprocess.run([str(bindir / "createdb"), "-h", self.host, "-p", str(self.port),
                             "-U", "ocrfleet", "ocrfleet"], capture_output=True)
         return ok
 
