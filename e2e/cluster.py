@@ -7,8 +7,14 @@ garbage collection, Deployments, HPAs and the aggregation layer are all real, an
 become Running/Ready without containers.
 
     python -m e2e.cluster up        # start (or reuse) the cluster, print how to reach it
+    python -m e2e.cluster up --real-node  # the same plus a real kubelet node (e2e/node.py), needs root
     python -m e2e.cluster status    # components, nodes, pods
-    python -m e2e.cluster down      # stop every process and remove the cluster directory
+    python -m e2e.cluster down      # stop every process (and the real node) and remove the cluster directory
+
+With ``real_node=True`` a real node (kubelet, containerd, kube-proxy, CoreDNS; see
+:mod:`e2e.node`) joins beside the kwok nodes, so pods placed on it (``nodeSelector:
+ocrfleet.io/node: real``) run for real. Service IPs come from :data:`e2e.node.SERVICE_RANGE`
+either way.
 
 :class:`LocalCluster` has pytest-kind's interface (``name``, ``kubeconfig_path``,
 ``kubectl()``), so tests do not care whether kind or this control plane is behind it.
@@ -31,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from e2e.certs import make_pki
+from e2e.node import KUBERNETES_SERVICE_IP, SERVICE_RANGE, RealNode
 from ocrfleet.localproc import LocalProcess, ServiceError, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +49,9 @@ CONTROLLERS = ",".join([
     "garbage-collector-controller", "namespace-controller", "serviceaccount-controller",
     "serviceaccount-token-controller", "pod-garbage-collector-controller", "disruption-controller",
     "endpointslice-controller", "ttl-after-finished-controller", "root-ca-certificate-publisher-controller",
+    # PersistentVolumes (a hostPath volume of the real node shared by pods) and their deletion guards
+    "persistentvolume-binder-controller", "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
 ])
 
 # Fake nodes: what a small GPU pool looks like to the scheduler.
@@ -97,9 +107,11 @@ class LocalCluster:
     """
 
     def __init__(self, name: str = "ocrfleet", directory: Path | None = None,
-                 extra_args: dict[str, list[str]] | None = None) -> None:
+                 extra_args: dict[str, list[str]] | None = None, real_node: bool = False) -> None:
         self.name = name
         self.extra_args = extra_args or {}
+        self.real_node = real_node
+        self.node: RealNode | None = None
         self.directory = Path(directory) if directory else CACHE / "clusters" / name
         self.kubeconfig_path = self.directory / "kubeconfig"
         self.bin: Path | None = None
@@ -118,8 +130,12 @@ class LocalCluster:
     def port_forward(self, *args, **kwargs):
         raise NotImplementedError("the local control plane has no kubelet: pods run nowhere, nothing to forward to")
 
-    def load_docker_image(self, *args, **kwargs):
-        raise NotImplementedError("the local control plane has no container runtime")
+    def load_docker_image(self, archive: Path, name: str | None = None) -> bool:
+        """Import an image archive into the real node's containerd (``podman save --format docker-archive``)."""
+        if self.node is None:
+            raise NotImplementedError("this cluster has no real node (LocalCluster(real_node=True)): "
+                                      "no container runtime to load images into")
+        return self.node.load_image(archive, name)
 
     @property
     def kubectl_path(self) -> str:
@@ -138,10 +154,11 @@ class LocalCluster:
         t0 = time.monotonic()
         self.bin = build_tools()
         if self.directory.exists():
+            self._stop_node()
             self._stop_recorded()
             shutil.rmtree(self.directory)
         self.directory.mkdir(parents=True)
-        pki = make_pki(self.directory / "pki")
+        pki = make_pki(self.directory / "pki", service_ip=KUBERNETES_SERVICE_IP)
         self.ports = {k: free_port() for k in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler",
                                                "kwok")}
         try:
@@ -184,6 +201,10 @@ class LocalCluster:
             self._wait(lambda: "default" in self.kubectl("get", "serviceaccount", "-n", "default", "-o", "name",
                                                          check=False),
                        deadline, "the default service account", "controller-manager")
+            if self.real_node:
+                self.node = self._make_node()
+                self._save_state()
+                self.node.start()
         except BaseException:
             self.delete()
             raise
@@ -191,12 +212,31 @@ class LocalCluster:
         return self
 
     def delete(self) -> None:
-        """Stop every component, newest first, and remove the cluster directory."""
+        """Stop the real node (if any), then every component, newest first, and remove the cluster directory."""
+        self._stop_node()
         for proc in reversed(list(self.processes.values())):
             proc.stop()
         self.processes.clear()
         self._stop_recorded()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- the real node --------------------------------------------------------------------------
+
+    def _make_node(self) -> RealNode:
+        return RealNode(self.directory / "node", bin_dir=self.bin or build_tools(), pki=self.directory / "pki",
+                        kubeconfig=self.kubeconfig_path, context=self.name, kubectl=self.kubectl,
+                        image_store=CACHE / "real-node" / "containerd", extra_args=self.extra_args)
+
+    def _stop_node(self) -> None:
+        """Stop the real node while the API server still runs (its pods are deleted through it)."""
+        if not (self.directory / "node" / "node.json").exists():
+            return
+        node = self.node or self._make_node()
+        state = self._load_state() or {}
+        apiserver = self.processes.get("apiserver")
+        api_alive = apiserver.running if apiserver else _alive(state.get("pids", {}).get("apiserver", 0))
+        node.stop(api_alive=api_alive and self.kubeconfig_path.exists())
+        self.node = None
 
     # -- components ---------------------------------------------------------------------------
 
@@ -225,7 +265,7 @@ class LocalCluster:
             "--endpoint-reconciler-type=none", f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
             f"--service-account-issuer=https://127.0.0.1:{a}", f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}", "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-account-signing-key-file={pki / 'sa.key'}", f"--service-cluster-ip-range={SERVICE_RANGE}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             "--disable-admission-plugins=TaintNodesByCondition",
             f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
@@ -233,6 +273,7 @@ class LocalCluster:
             "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            *(RealNode.apiserver_flags(pki) if self.real_node else []),
         ], ready=lambda: self._get(f"https://127.0.0.1:{a}/readyz", pki) == 200, timeout=90)
 
     def _get(self, url: str, pki: Path) -> int:
@@ -271,7 +312,7 @@ class LocalCluster:
     # -- state across processes (python -m e2e.cluster up / down) ------------------------------
 
     def _save_state(self) -> None:
-        state = {"name": self.name, "ports": self.ports, "bin": str(self.bin),
+        state = {"name": self.name, "ports": self.ports, "bin": str(self.bin), "real_node": self.real_node,
                  "pids": {n: p.proc.pid for n, p in self.processes.items() if p.proc}}
         (self.directory / "state.json").write_text(json.dumps(state, indent=2))
 
@@ -306,10 +347,15 @@ class LocalCluster:
         if not state:
             raise ServiceError(f"no local cluster {self.name!r} is running; start one with `python -m e2e.cluster up`")
         self.ports, self.bin = state["ports"], Path(state["bin"])
+        self.real_node = state.get("real_node", False)
+        if self.real_node:
+            self.node = self._make_node()
         return self
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -328,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
     parser.add_argument("--name", default="ocrfleet")
+    parser.add_argument("--real-node", action="store_true",
+                        help="up: add a real kubelet node beside the kwok nodes (root; see e2e/node.py)")
     args = parser.parse_args(argv)
-    cluster = LocalCluster(args.name)
+    cluster = LocalCluster(args.name, real_node=args.real_node)
     if args.command == "up":
         if cluster.is_running():
             cluster.attach()
@@ -337,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cluster.create()
             print(f"cluster {args.name!r} started in {cluster.started_in:.1f} s", file=sys.stderr)
+            if cluster.node:
+                phases = ", ".join(f"{k} {v:.1f} s" for k, v in cluster.node.timings.items())
+                print(f"# real node {cluster.node.directory.name}: {phases}", file=sys.stderr)
         print(f"export KUBECONFIG={cluster.kubeconfig_path}")
         print(f"# helm: {cluster.helm}", file=sys.stderr)
     elif args.command == "down":

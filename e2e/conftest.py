@@ -4,6 +4,12 @@ Where a Docker engine answers, pytest-kind's own kind cluster; otherwise the loc
 plane of :mod:`e2e.cluster` (real API server, controllers and scheduler; kwok nodes). One
 cluster per test session, stopped at the end even when tests fail. Every e2e test is marked
 ``e2e`` automatically.
+
+``real_cluster`` is the same local control plane plus a real kubelet node (:mod:`e2e.node`):
+pods with ``nodeSelector: {ocrfleet.io/node: real}`` run for real; images come in with
+``real_cluster.load_docker_image(archive, name)``. A machine has room for one real node, so
+tests marked ``owns_real_node`` (they start and stop their own) run before any test that
+uses ``real_cluster``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,16 @@ def docker_answers() -> bool:
         return False
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "owns_real_node: starts and stops its own real node (runs first)")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+    # one real node per machine: those that own one run before the session's real_cluster starts
+    items.sort(key=lambda item: item.get_closest_marker("owns_real_node") is None)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +56,17 @@ def kind_cluster(request):
     cluster: LocalCluster = temporary_cluster()
     request.addfinalizer(cluster.delete)
     return cluster.create()
+
+
+@pytest.fixture(scope="session")
+def real_cluster(request):
+    """The local control plane with a real node beside the kwok nodes (needs root; fails, never skips)."""
+    cluster: LocalCluster = temporary_cluster("ocrfleet-real", real_node=True)
+    request.addfinalizer(cluster.delete)
+    cluster.create()
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in cluster.node.timings.items())
+    print(f"\nreal_cluster started in {cluster.started_in:.1f} s (real node: {timings})")
+    return cluster
 
 
 @pytest.fixture

@@ -78,10 +78,11 @@ ROUTE_TABLE = 213                  # routes for packets that arrive on the bridg
 RULE_PRIORITY = 2130
 NFT_TABLE = "ocrfleet-node"        # table ip ocrfleet-node: the confinement chain
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
-CGROUP_PARENT = "ocrfleet-real-node"  # under each cgroup v1 hierarchy: the pods' containers
+# with cgroupsPerQOS off the kubelet gives no cgroup parent and containerd puts each container in
+# /<its namespace>/<id> under every hierarchy; the kubelet's cgroupRoot is not used then
+CGROUP_PARENT = NAMESPACE = "k8s.io"
 
 PAUSE_IMAGE = "localhost/ocrfleet/pause:1"
-NAMESPACE = "k8s.io"               # containerd's namespace for CRI (kubelet) images and containers
 CNI_BIN = Path("/usr/lib/cni")     # Debian's containernetworking-plugins
 RUNC = "/usr/sbin/runc"
 
@@ -105,7 +106,7 @@ state = "{state}"
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing", "io.containerd.runtime.v1.linux"]
+  "io.containerd.internal.v1.tracing"]
 
 [grpc]
   address = "{socket}"
@@ -175,8 +176,7 @@ def kubelet_config(*, port: int, healthz_port: int, socket: Path, pki: Path, nod
         "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "30s",
                                                          "cacheUnauthorizedTTL": "5s"}},
         "containerRuntimeEndpoint": f"unix://{socket}", "imageServiceEndpoint": f"unix://{socket}",
-        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupsPerQOS": False,
-        "cgroupRoot": f"/{CGROUP_PARENT}", "enforceNodeAllocatable": [],
+        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
         "failSwapOn": False, "evictionHard": {}, "localStorageCapacityIsolation": False,
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "oomScoreAdj": 0, "protectKernelDefaults": False,
@@ -351,10 +351,27 @@ def pids_mentioning(needle: str) -> list[int]:
     return found
 
 
-def cgroup_dirs() -> list[Path]:
-    """Our cgroup parent under every mounted cgroup hierarchy that has it."""
+def cgroup_children() -> dict[str, list[str] | None]:
+    """The containers' cgroup parent in every mounted hierarchy: its children, or None where it is absent."""
     root = Path("/sys/fs/cgroup")
-    return [d / CGROUP_PARENT for d in root.iterdir() if (d / CGROUP_PARENT).is_dir()] if root.is_dir() else []
+    found: dict[str, list[str] | None] = {}
+    for hierarchy in sorted(root.iterdir()) if root.is_dir() else []:
+        parent = hierarchy / CGROUP_PARENT
+        found[str(parent)] = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else None
+    return found
+
+
+def remove_new_cgroups(before: dict[str, list[str] | None]) -> None:
+    """Remove the container cgroups that appeared since ``before``, and the parent if start made it."""
+    for parent, children in cgroup_children().items():
+        if children is None:
+            continue
+        existed = before.get(parent)
+        for child in children:
+            if existed is None or child not in existed:
+                remove_cgroup_tree(Path(parent) / child)
+        if existed is None:
+            remove_cgroup_tree(Path(parent))
 
 
 def remove_cgroup_tree(top: Path) -> None:
@@ -386,7 +403,8 @@ class RealNode:
     """
 
     def __init__(self, directory: Path, *, bin_dir: Path, pki: Path, kubeconfig: Path, context: str,
-                 kubectl: Callable[..., str], image_store: Path) -> None:
+                 kubectl: Callable[..., str], image_store: Path,
+                 extra_args: dict[str, list[str]] | None = None) -> None:
         self.directory = Path(directory)
         self.bin = Path(bin_dir)
         self.pki = Path(pki)
@@ -394,6 +412,7 @@ class RealNode:
         self.context = context
         self.kubectl = kubectl
         self.image_store = Path(image_store)
+        self.extra_args = extra_args or {}
         self.socket = self.directory / "containerd" / "containerd.sock"
         self.processes: dict[str, LocalProcess] = {}
         self.ports: dict[str, int] = {}
@@ -474,12 +493,26 @@ class RealNode:
         dns = self._spawn("coredns", [str(self.bin / "coredns"), "-conf", str(self.directory / "Corefile")])
         proxy = self._spawn("kube-proxy", [str(self.bin / "kube-proxy"),
                                            f"--config={self.directory / 'kube-proxy.json'}", "--v=1"])
-        self._phase("coredns", lambda: dns.wait_ready(self._http_ok(self.ports["coredns-ready"], "/ready"), 60))
-        self._phase("kube-proxy", lambda: proxy.wait_ready(self._http_ok(self.ports["kube-proxy-healthz"],
-                                                                         "/healthz"), 60))
-        self._phase("kubelet", lambda: kubelet.wait_ready(self._node_ready, timeout))
+        # kube-proxy is healthy only once its Node exists: the kubelet first
+        self._phase("kubelet", lambda: self._wait_ready(kubelet, self._node_ready, timeout))
+        self._phase("coredns", lambda: self._wait_ready(dns, self._http_ok(self.ports["coredns-ready"], "/ready")))
+        self._phase("kube-proxy", lambda: self._wait_ready(proxy, self._http_ok(self.ports["kube-proxy-healthz"],
+                                                                                "/healthz")))
         self.timings["total"] = time.monotonic() - t0
         return self
+
+    def _wait_ready(self, proc: LocalProcess, ready: Callable[[], bool], timeout: float = 60) -> None:
+        """Poll ``ready()``; any node process that exits meanwhile fails the start with its own log tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for other in self.processes.values():
+                if other.proc is not None and other.proc.poll() is not None:
+                    raise ServiceError(f"{other.name} exited with {other.proc.returncode}:\n{other.log_tail()}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return
+            time.sleep(0.1)
+        raise ServiceError(f"{proc.name} did not become ready in {timeout:.0f} s:\n{proc.log_tail()}")
 
     def _preflight(self) -> None:
         if os.geteuid() != 0:
@@ -507,7 +540,7 @@ class RealNode:
         """Note what is there before start, so that stop restores exactly that (written before any change)."""
         state = {"sysctls": {name: read_sysctl(name) for name in SYSCTLS},
                  "host_paths": [p for p in HOST_PATHS if os.path.lexists(p)],
-                 "nft_tables": _nft_tables(), "pids": {}, "image_store": str(self.image_store),
+                 "nft_tables": _nft_tables(), "cgroups": cgroup_children(), "pids": {}, "image_store": str(self.image_store),
                  "socket": str(self.socket)}
         self._save(state)
 
@@ -593,7 +626,7 @@ class RealNode:
         return {"PATH": f"{self.directory / 'path'}:/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 
     def _spawn(self, name: str, argv: list[str]) -> LocalProcess:
-        proc = LocalProcess(name, argv, workdir=self.directory, env=self._env())
+        proc = LocalProcess(name, argv + self.extra_args.get(name, []), workdir=self.directory, env=self._env())
         self.processes[name] = proc
         proc.spawn()
         state = self._state()
@@ -605,6 +638,9 @@ class RealNode:
         proc = self._spawn("containerd", [find_binary("containerd", "/usr/bin/containerd"),
                                           f"--config={self.directory / 'containerd.toml'}"])
         proc.wait_ready(lambda: self.socket.exists() and bool(self.ctr("version", timeout=5)), timeout=30)
+        cri = [line.split() for line in self.ctr("plugins", "ls", timeout=10).splitlines() if " cri " in line]
+        if not cri or cri[0][-1] != "ok":
+            raise ServiceError(f"containerd's CRI plugin did not load:\n{proc.log_tail()}")
 
     def _load_pause(self) -> None:
         archive = self.directory / "pause.tar"
@@ -638,8 +674,7 @@ class RealNode:
         self._kill_leftovers([socket, str(self.directory)])
         for point in mounts_under(self.directory, Path(state.get("image_store", self.image_store))):
             subprocess.run(["umount", "-l", point], capture_output=True)
-        for top in cgroup_dirs():
-            remove_cgroup_tree(top)
+        remove_new_cgroups(state.get("cgroups", {}))
         self._network_down(state)
         self._restore_host(state)
         (self.directory / "node.json").unlink(missing_ok=True)
@@ -718,15 +753,15 @@ class RealNode:
             if value is not None and read_sysctl(name) != value:
                 with contextlib.suppress(OSError):
                     write_sysctl(name, value)
-        existed = set(state.get("host_paths", []))
-        for path in HOST_PATHS:
-            if path not in existed:
-                _remove_created(Path(path))
         logs = Path("/var/log/containers")
         if logs.is_dir():  # the kubelet's symlinks into our pod logs
             for link in logs.iterdir():
                 if link.is_symlink() and str(self.directory) in os.readlink(link):
                     link.unlink()
+        existed = set(state.get("host_paths", []))
+        for path in HOST_PATHS:
+            if path not in existed:
+                _remove_created(Path(path))
 
 
 def _archive_tags(archive: Path) -> list[str]:
