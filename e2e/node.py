@@ -24,6 +24,11 @@ Cluster DNS is CoreDNS as a host process bound to the node address; a selector-l
 ``kube-dns`` Service in kube-system (ClusterIP :data:`DNS_SERVICE_IP`, the kubelet's
 ``clusterDNS``) points at it. It answers cluster names only and forwards nothing.
 
+Pods reach the API server as in any cluster, through the ``kubernetes`` Service
+(:data:`KUBERNETES_SERVICE_IP`, in the serving cert): the API server listens on loopback only,
+so a small relay (``python -m e2e.node relay``) listens on the node address and its
+EndpointSlice gives the Service that endpoint.
+
 Tests reach pods and Services from the host directly: a pod IP (on the bridge) or a
 ClusterIP (kube-proxy's output chain translates it) answers from this machine, see
 :meth:`RealNode.service_url`. Images come in as archives (``podman save --format
@@ -39,6 +44,7 @@ e2e.cluster down`` in another process cleans up the same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -47,7 +53,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -255,6 +263,16 @@ def dns_service_manifests() -> dict:
          "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}, "nodeName": NODE_NAME}],
          "ports": ports},
     ]}
+
+
+def kubernetes_endpoints(port: int) -> dict:
+    """The ``kubernetes`` Service's endpoint (the API server has none: --endpoint-reconciler-type=none)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes-node", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes",
+                                    "endpointslice.kubernetes.io/managed-by": "ocrfleet.io-real-node"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
 
 
 def _nth(cidr: str, n: int) -> str:
@@ -483,6 +501,10 @@ class RealNode:
         self._phase("containerd", self._start_containerd)
         self._phase("pause image", self._load_pause)
         self.kubectl("apply", "-f", "-", input=json.dumps(dns_service_manifests()))
+        api_port = self._apiserver_port()
+        relay = self._spawn("api-relay", [sys.executable, "-m", "e2e.node", "relay", f"{NODE_IP}:{api_port}",
+                                          f"127.0.0.1:{api_port}"])
+        self.kubectl("apply", "-f", "-", input=json.dumps(kubernetes_endpoints(api_port)))
         kubelet = self._spawn("kubelet", [
             str(self.bin / "kubelet"), f"--config={self.directory / 'kubelet.json'}",
             f"--kubeconfig={self.directory / 'kubelet.kubeconfig'}", f"--root-dir={self.directory / 'kubelet'}",
@@ -498,6 +520,7 @@ class RealNode:
         self._phase("coredns", lambda: self._wait_ready(dns, self._http_ok(self.ports["coredns-ready"], "/ready")))
         self._phase("kube-proxy", lambda: self._wait_ready(proxy, self._http_ok(self.ports["kube-proxy-healthz"],
                                                                                 "/healthz")))
+        self._wait_ready(relay, lambda: _connects(NODE_IP, api_port), timeout=10)
         self.timings["total"] = time.monotonic() - t0
         return self
 
@@ -622,8 +645,12 @@ class RealNode:
             "contexts": [{"name": "node", "context": {"cluster": "local", "user": "node"}}],
         }, indent=2))
 
+    def _apiserver_port(self) -> int:
+        return int(json.loads(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+
     def _env(self) -> dict:
-        return {"PATH": f"{self.directory / 'path'}:/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+        return {"PATH": f"{self.directory / 'path'}:/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+                "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
     def _spawn(self, name: str, argv: list[str]) -> LocalProcess:
         proc = LocalProcess(name, argv + self.extra_args.get(name, []), workdir=self.directory, env=self._env())
@@ -666,7 +693,7 @@ class RealNode:
         if api_alive:
             self._drain(kubelet_alive=_alive(state.get("pids", {}).get("kubelet") or 0))
         pids = state.get("pids", {})
-        for name in ("kube-proxy", "coredns", "kubelet"):
+        for name in ("kube-proxy", "coredns", "api-relay", "kubelet"):
             self._stop_process(name, pids.get(name))
         self._remove_containers()
         self._stop_process("containerd", pids.get("containerd"))
@@ -692,8 +719,10 @@ class RealNode:
                     break
                 time.sleep(0.5)
             self.kubectl("delete", "node", NODE_NAME, "--wait=false", check=False, timeout=30)
+            manifests = dns_service_manifests()
+            manifests["items"].append(kubernetes_endpoints(0))
             self.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=false", check=False, timeout=30,
-                         input=json.dumps(dns_service_manifests()))
+                         input=json.dumps(manifests))
 
     def _stop_process(self, name: str, pid: int | None) -> None:
         proc = self.processes.pop(name, None)
@@ -813,3 +842,59 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(FileNotFoundError):
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     return False
+
+
+def _connects(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=1):
+        return True
+
+
+# -- the API relay: pods reach the loopback-only API server through the node address ------------------
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+async def relay(listen: tuple[str, int], target: tuple[str, int]) -> None:
+    """Copy bytes both ways between each connection to ``listen`` and a fresh one to ``target`` (TLS stays end to end)."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, *listen)
+    async with server:
+        await server.serve_forever()
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, port = text.rsplit(":", 1)
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] != "relay":
+        print("usage: python -m e2e.node relay LISTEN_ADDR:PORT TARGET_ADDR:PORT", file=sys.stderr)
+        return 2
+    target = _address(args[2])
+    if not ipaddress.ip_address(target[0]).is_loopback:
+        print("the relay only forwards to loopback", file=sys.stderr)
+        return 2
+    asyncio.run(relay(_address(args[1]), target))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,11 +42,11 @@ def _node_processes() -> set[tuple[int, str]]:
     found = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if Path(argv0).name.startswith(NODE_PROGRAMS):
-            found.add((int(pid), argv0))
+        if Path(argv[0]).name.startswith(NODE_PROGRAMS) or "e2e.node" in argv:
+            found.add((int(pid), " ".join(argv)))
     return found
 
 
@@ -87,6 +87,15 @@ def probe_archive(directory: Path) -> Path:
     return archive
 
 
+def client_pod(namespace: str, name: str, url: str, image: str = PROBE_IMAGE) -> str:
+    """A pod on the real node that GETs ``url`` once it resolves (``probe get``)."""
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+                       "spec": {"nodeSelector": {"ocrfleet.io/node": "real"}, "restartPolicy": "Never",
+                                "terminationGracePeriodSeconds": 1, "containers": [{
+                                    "name": name, "image": image, "imagePullPolicy": "Never",
+                                    "args": ["get", url]}]}})
+
+
 def web_manifests(namespace: str, image: str = PROBE_IMAGE) -> tuple[str, str]:
     on_real_node = {"nodeSelector": {"ocrfleet.io/node": "real"}}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": namespace,
@@ -97,10 +106,8 @@ def web_manifests(namespace: str, image: str = PROBE_IMAGE) -> tuple[str, str]:
                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}}]}}
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
-    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": namespace},
-              "spec": on_real_node | {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{
-                  "name": "client", "image": image, "imagePullPolicy": "Never", "args": ["get", "http://web/"]}]}}
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod, service]}), json.dumps(client)
+    return (json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod, service]}),
+            client_pod(namespace, "client", "http://web/", image))
 
 
 def _get(url: str, timeout: float = 3) -> str:
@@ -176,6 +183,11 @@ def test_a_pod_on_the_real_node_serves_reaches_a_service_by_name_and_nothing_is_
         cluster.kubectl("apply", "-f", "-", input=client)
         _wait_phase(cluster, "probe", "client", "Succeeded")
         assert cluster.kubectl("logs", "client", "-n", "probe") == "hello from web\n"
+
+        # the API server from a pod, as an in-cluster client: the kubernetes Service, CA and token
+        cluster.kubectl("apply", "-f", "-", input=client_pod("probe", "api", "https://kubernetes.default.svc/version"))
+        _wait_phase(cluster, "probe", "api", "Succeeded")
+        assert json.loads(cluster.kubectl("logs", "api", "-n", "probe"))["gitVersion"] == "v1.37.2"
 
         assert_confined(pod_ip)
     finally:
