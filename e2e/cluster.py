@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -127,8 +128,38 @@ class LocalCluster:
             raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout
 
-    def port_forward(self, *args, **kwargs):
-        raise NotImplementedError("the local control plane has no kubelet: pods run nowhere, nothing to forward to")
+    @contextlib.contextmanager
+    def port_forward(self, service_or_pod_name: str, remote_port: int, *args: str, local_port: int | None = None,
+                     retries: int = 10):
+        """``kubectl port-forward`` on 127.0.0.1 (pytest-kind's signature): yields the local port.
+
+        Only pods on the real node can be forwarded to (kwok pods run nowhere). From the host a
+        pod IP or a Service's ClusterIP answers directly too (see :meth:`RealNode.service_url`).
+        """
+        if self.node is None:
+            raise NotImplementedError("this cluster has no real node (LocalCluster(real_node=True)): "
+                                      "pods run nowhere, nothing to forward to")
+        port = local_port or free_port()
+        proc = subprocess.Popen([self.kubectl_path, f"--kubeconfig={self.kubeconfig_path}", "port-forward",
+                                 "--address=127.0.0.1", service_or_pod_name, f"{port}:{remote_port}", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(retries * 10):
+                if proc.poll() is not None:
+                    raise ServiceError(f"kubectl port-forward {service_or_pod_name} exited: {proc.stderr.read()}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                time.sleep(0.1)
+            else:
+                raise ServiceError(f"kubectl port-forward {service_or_pod_name} did not listen on {port}")
+            yield port
+        finally:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
 
     def load_docker_image(self, archive: Path, name: str | None = None) -> bool:
         """Import an image archive into the real node's containerd (``podman save --format docker-archive``)."""

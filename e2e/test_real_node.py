@@ -256,4 +256,6 @@ def test_the_real_cluster_takes_a_podman_archive(real_cluster, tmp_path):
     real_cluster.kubectl("apply", "-f", "-", input=web)
     real_cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "-n", "podman-image", "--timeout=90s",
                          timeout=100)
+    with real_cluster.port_forward("pod/web", 8080, "-n", "podman-image") as port:  # API server -> kubelet -> pod
+        assert _get(f"http://127.0.0.1:{port}/") == "hello from web\n"
     real_cluster.kubectl("delete", "namespace", "podman-image", "--wait=false")
