@@ -189,14 +189,35 @@ def test_a_pod_on_the_real_node_serves_reaches_a_service_by_name_and_nothing_is_
         _wait_phase(cluster, "probe", "api", "Succeeded")
         assert json.loads(cluster.kubectl("logs", "api", "-n", "probe"))["gitVersion"] == "v1.37.2"
 
-        assert_confined(pod_ip)
+        assert_confined(pod_ip, node.directory)
     finally:
         cluster.delete()
     assert_same_host(before, host_snapshot())
 
 
-def assert_confined(pod_ip: str) -> None:
+def pod_network_namespaces(node_dir: Path) -> list[str]:
+    """The pods' network namespaces: containerd's nsfs bind mounts under the node's state directory."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[fields.index("-") + 1] == "nsfs" and fields[4].startswith(f"{node_dir}/"):
+            found.append(fields[4])
+    return found
+
+
+def assert_confined(pod_ip: str, node_dir: Path) -> None:
     """Routes end at the bridge, unreachable covers the rest, nothing from the ranges leaves by eth0."""
+    # inside each pod: its subnet and the Service range via the node, no default route
+    namespaces = pod_network_namespaces(node_dir)
+    assert namespaces
+    for netns in namespaces:
+        routes = sorted(r.split(" proto ")[0].split(" src ")[0].strip()
+                        for r in _out("nsenter", f"--net={netns}", "ip", "route").splitlines())
+        assert routes == [f"{real.POD_SUBNET} dev eth0", f"{real.SERVICE_RANGE} via {real.NODE_IP} dev eth0"], routes
+        lookup = subprocess.run(["nsenter", f"--net={netns}", "ip", "route", "get", "192.0.2.1"],
+                                capture_output=True, text=True)
+        assert "Network is unreachable" in lookup.stderr, lookup.stdout
+    # on the host, for what arrives on the bridge
     routes = _out("ip", "route", "show")
     assert re.search(rf"^{re.escape(real.POD_SUBNET)} dev {real.BRIDGE} ", routes, re.M), routes
     assert re.search(rf"^{re.escape(real.SERVICE_RANGE)} dev {real.BRIDGE} ", routes, re.M), routes
