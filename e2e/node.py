@@ -33,7 +33,8 @@ Tests reach pods and Services from the host directly: a pod IP (on the bridge) o
 ClusterIP (kube-proxy's output chain translates it) answers from this machine, see
 :meth:`RealNode.service_url`. Images come in as archives (``podman save --format
 docker-archive``) through :meth:`RealNode.load_image`; pods use ``imagePullPolicy: Never`` or
-``IfNotPresent`` with ``localhost/...`` names, so nothing is pulled from a registry.
+``IfNotPresent`` with ``localhost/...`` names. A pull that happens anyway goes to a loopback
+proxy where nothing listens (:data:`PULL_PROXY`): it fails, and nothing leaves the machine.
 
 :meth:`RealNode.stop` leaves nothing behind: pods are deleted through the API (the kubelet
 unmounts their volumes and tears down their network), then every process is stopped and any
@@ -91,6 +92,8 @@ KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_PARENT = NAMESPACE = "k8s.io"
 
 PAUSE_IMAGE = "localhost/ocrfleet/pause:1"
+# containerd's pulls go to this proxy, where nothing listens: no DNS lookup, no connection leaves the machine
+PULL_PROXY = "http://127.0.0.1:9"
 CNI_BIN = Path("/usr/lib/cni")     # Debian's containernetworking-plugins
 RUNC = "/usr/sbin/runc"
 
@@ -144,7 +147,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     conf_dir = "{cni_conf_dir}"
     max_conf_num = 1
   [{cri}.registry]
-    # every registry resolves to a closed loopback port: a missing image fails, nothing leaves the machine
+    # docker.io (the default registry) resolves to a closed loopback port; containerd 1.6 has no
+    # _default hosts.toml, so every other registry goes through PULL_PROXY (containerd's environment)
     config_path = "{registry_dir}"
 """
 
@@ -599,15 +603,14 @@ class RealNode:
 
     def _write_configs(self) -> None:
         d = self.directory
-        for sub in ("containerd", "cni/net.d", "cni/ipam", "registry/docker.io", "registry/_default", "pki",
+        for sub in ("containerd", "cni/net.d", "cni/ipam", "registry/docker.io", "pki",
                     "pod-logs", "volume-plugins", "path", "kubelet"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         self.image_store.mkdir(parents=True, exist_ok=True)
         (d / "containerd.toml").write_text(containerd_config(
             root=self.image_store, state=d / "containerd" / "state", socket=self.socket,
             cni_conf_dir=d / "cni" / "net.d", registry_dir=d / "registry"))
-        for registry in ("docker.io", "_default"):
-            (d / "registry" / registry / "hosts.toml").write_text(registry_hosts())
+        (d / "registry" / "docker.io" / "hosts.toml").write_text(registry_hosts())
         (d / "cni" / "net.d" / "10-ocrfleet.conflist").write_text(json.dumps(cni_config(d / "cni" / "ipam"), indent=2))
         self._node_certs()
         self.ports = {k: free_port() for k in ("kubelet", "kubelet-healthz", "kube-proxy-healthz",
@@ -652,8 +655,9 @@ class RealNode:
         return {"PATH": f"{self.directory / 'path'}:/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
                 "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
-    def _spawn(self, name: str, argv: list[str]) -> LocalProcess:
-        proc = LocalProcess(name, argv + self.extra_args.get(name, []), workdir=self.directory, env=self._env())
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> LocalProcess:
+        proc = LocalProcess(name, argv + self.extra_args.get(name, []), workdir=self.directory,
+                            env=self._env() | (env or {}))
         self.processes[name] = proc
         proc.spawn()
         state = self._state()
@@ -662,8 +666,9 @@ class RealNode:
         return proc
 
     def _start_containerd(self) -> None:
+        pulls = {k: PULL_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
         proc = self._spawn("containerd", [find_binary("containerd", "/usr/bin/containerd"),
-                                          f"--config={self.directory / 'containerd.toml'}"])
+                                          f"--config={self.directory / 'containerd.toml'}"], env=pulls)
         proc.wait_ready(lambda: self.socket.exists() and bool(self.ctr("version", timeout=5)), timeout=30)
         cri = [line.split() for line in self.ctr("plugins", "ls", timeout=10).splitlines() if " cri " in line]
         if not cri or cri[0][-1] != "ok":

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -190,6 +191,7 @@ def test_a_pod_on_the_real_node_serves_reaches_a_service_by_name_and_nothing_is_
         assert json.loads(cluster.kubectl("logs", "api", "-n", "probe"))["gitVersion"] == "v1.37.2"
 
         assert_confined(pod_ip, node.directory)
+        assert_pulls_stay_on_the_machine(cluster)
     finally:
         cluster.delete()
     assert_same_host(before, host_snapshot())
@@ -239,6 +241,31 @@ def assert_confined(pod_ip: str, node_dir: Path) -> None:
     chain = _out("nft", "list", "chain", "ip", real.NFT_TABLE, "confine")
     assert "hook postrouting priority mangle" in chain and f'oifname {{ "lo", "{real.BRIDGE}" }} accept' in chain
     assert chain.count(" drop") == 4
+
+
+def assert_pulls_stay_on_the_machine(cluster) -> None:
+    """A missing image makes containerd pull: the request reaches the loopback proxy and nothing else.
+
+    The registry's address is one of the bridge's that no pod gets, so even a pull that ignored
+    the proxy would stay on the machine.
+    """
+    registry = f"{real._nth(real.POD_SUBNET, 251)}:5000"
+    proxy = real.PULL_PROXY.removeprefix("http://").split(":")
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((proxy[0], int(proxy[1])))
+        server.listen()
+        server.settimeout(60)
+        cluster.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pull", "namespace": "probe"},
+            "spec": {"nodeSelector": {"ocrfleet.io/node": "real"}, "containers": [{
+                "name": "pull", "image": f"{registry}/nothing:1", "imagePullPolicy": "Always"}]}}))
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            request = conn.recv(4096).split(b"\r\n")[0].decode()
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    assert request == f"CONNECT {registry} HTTP/1.1"
 
 
 @pytest.mark.owns_real_node
