@@ -10,6 +10,7 @@ become Running/Ready without containers.
     python -m e2e.cluster up --real-node  # the same plus a real kubelet node (e2e/node.py), needs root
     python -m e2e.cluster status    # components, nodes, pods
     python -m e2e.cluster down      # stop every process (and the real node) and remove the cluster directory
+    python -m e2e.cluster cleanup   # after a crash: stop every cluster that has a real node (cache and /tmp)
 
 With ``real_node=True`` a real node (kubelet, containerd, kube-proxy, CoreDNS; see
 :mod:`e2e.node`) joins beside the kwok nodes, so pods placed on it (``nodeSelector:
@@ -396,6 +397,12 @@ def _alive(pid: int) -> bool:
     return False
 
 
+def clusters_with_a_real_node() -> list[Path]:
+    """Cluster directories (named ones in the cache, temporary ones in /tmp) whose real node was started."""
+    roots = (CACHE / "clusters", Path(tempfile.gettempdir()))
+    return sorted({p.parent.parent for root in roots for p in root.glob("*/node/node.json")})
+
+
 def temporary_cluster(name: str = "ocrfleet-test", **kwargs) -> LocalCluster:
     """A cluster in a fresh temporary directory (tests): removed by ``delete()``."""
     return LocalCluster(name, Path(tempfile.mkdtemp(prefix=f"{name}-")), **kwargs)
@@ -403,7 +410,7 @@ def temporary_cluster(name: str = "ocrfleet-test", **kwargs) -> LocalCluster:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig", "cleanup"])
     parser.add_argument("--name", default="ocrfleet")
     parser.add_argument("--real-node", action="store_true",
                         help="up: add a real kubelet node beside the kwok nodes (root; see e2e/node.py)")
@@ -424,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "down":
         cluster.delete()
         print(f"cluster {args.name!r} stopped", file=sys.stderr)
+    elif args.command == "cleanup":
+        for directory in clusters_with_a_real_node():
+            LocalCluster(directory.name, directory).delete()
+            print(f"stopped the cluster in {directory} and its real node", file=sys.stderr)
     elif args.command == "kubeconfig":
         print(cluster.attach().kubeconfig_path)
     else:

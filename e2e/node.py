@@ -555,8 +555,8 @@ class RealNode:
         if not os.access(RUNC, os.X_OK):
             raise ServiceError(f"{RUNC} is missing: apt-get install runc")
         if link_exists(BRIDGE):
-            raise ServiceError(f"{BRIDGE} exists: another real node runs here, or one was not stopped "
-                               "(python -m e2e.cluster down --real-node)")
+            raise ServiceError(f"{BRIDGE} exists: another real node runs here, or one was not stopped; "
+                               "`python -m e2e.cluster cleanup` stops every cluster that has one")
 
     def _phase(self, name: str, step: Callable[[], object]) -> None:
         t0 = time.monotonic()
