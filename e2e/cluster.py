@@ -39,7 +39,7 @@ import urllib.request
 from pathlib import Path
 
 from e2e.certs import make_pki
-from e2e.node import KUBERNETES_SERVICE_IP, SERVICE_RANGE, RealNode
+from e2e.node import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, SERVICE_RANGE, RealNode
 from ocrfleet.localproc import LocalProcess, ServiceError, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -425,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster {args.name!r} started in {cluster.started_in:.1f} s", file=sys.stderr)
             if cluster.node:
                 phases = ", ".join(f"{k} {v:.1f} s" for k, v in cluster.node.timings.items())
-                print(f"# real node {cluster.node.directory.name}: {phases}", file=sys.stderr)
+                print(f"# real node {NODE_NAME} ({NODE_IP}) started: {phases}", file=sys.stderr)
+                print("# its pods (nodeSelector ocrfleet.io/node: real) and Service ClusterIPs answer from this "
+                      "host", file=sys.stderr)
         print(f"export KUBECONFIG={cluster.kubeconfig_path}")
         print(f"# helm: {cluster.helm}", file=sys.stderr)
     elif args.command == "down":

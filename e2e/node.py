@@ -522,8 +522,7 @@ class RealNode:
         # kube-proxy is healthy only once its Node exists: the kubelet first
         self._phase("kubelet", lambda: self._wait_ready(kubelet, self._node_ready, timeout))
         self._phase("coredns", lambda: self._wait_ready(dns, self._http_ok(self.ports["coredns-ready"], "/ready")))
-        self._phase("kube-proxy", lambda: self._wait_ready(proxy, self._http_ok(self.ports["kube-proxy-healthz"],
-                                                                                "/healthz")))
+        self._phase("kube-proxy", lambda: self._wait_ready(proxy, self._services_programmed))
         self._wait_ready(relay, lambda: _connects(NODE_IP, api_port), timeout=10)
         self.timings["total"] = time.monotonic() - t0
         return self
@@ -682,6 +681,13 @@ class RealNode:
 
     def _http_ok(self, port: int, path: str) -> Callable[[], bool]:
         return lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1).status == 200
+
+    def _services_programmed(self) -> bool:
+        """kube-proxy answers /healthz before its first sync; ready once kube-dns's ClusterIP is in its rules."""
+        healthy = self._http_ok(self.ports["kube-proxy-healthz"], "/healthz")()
+        cluster_ips = sh(shutil.which("nft") or "/usr/sbin/nft", "list", "set", "ip", "kube-proxy", "cluster-ips",
+                         check=False, timeout=10)
+        return healthy and DNS_SERVICE_IP in cluster_ips
 
     def _node_ready(self) -> bool:
         out = self.kubectl("get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
