@@ -65,8 +65,19 @@ def real_cluster(request):
     request.addfinalizer(cluster.delete)
     cluster.create()
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in cluster.node.timings.items())
-    print(f"\nreal_cluster started in {cluster.started_in:.1f} s (real node: {timings})")
+    report(request, f"real_cluster started in {cluster.started_in:.1f} s (real node: {timings})")
     return cluster
+
+
+def report(request, line: str) -> None:
+    """A line on the terminal even while pytest captures output (the times `make test` prints)."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{line}")
 
 
 @pytest.fixture

@@ -77,6 +77,17 @@ def assert_same_host(before: dict, after: dict) -> None:
     assert not changed, "the real node left something behind:\n" + json.dumps(changed, indent=1, default=str)
 
 
+def report(request, line: str) -> None:
+    """A line on the terminal although pytest captures output (the times ``make test`` shows)."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{line}")
+
+
 # -- a workload ---------------------------------------------------------------------------------
 
 def probe_archive(directory: Path) -> Path:
@@ -145,14 +156,14 @@ def _wait_phase(cluster, namespace: str, pod: str, phase: str, timeout: float = 
 # -- tests --------------------------------------------------------------------------------------
 
 @pytest.mark.owns_real_node
-def test_a_pod_on_the_real_node_serves_reaches_a_service_by_name_and_nothing_is_left(tmp_path):
+def test_a_pod_on_the_real_node_serves_reaches_a_service_by_name_and_nothing_is_left(tmp_path, request):
     before = host_snapshot()
     cluster = temporary_cluster("real-node", real_node=True)
     try:
         cluster.create()
         node = cluster.node
-        print(f"\ncluster with real node started in {cluster.started_in:.1f} s; node: "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in node.timings.items()))
+        report(request, f"cluster with a real node started in {cluster.started_in:.1f} s (real node: "
+               + ", ".join(f"{k} {v:.1f} s" for k, v in node.timings.items()) + ")")
 
         info = json.loads(cluster.kubectl("get", "node", real.NODE_NAME, "-o", "json"))
         assert info["metadata"]["labels"]["ocrfleet.io/node"] == "real"
@@ -164,7 +175,7 @@ def test_a_pod_on_the_real_node_serves_reaches_a_service_by_name_and_nothing_is_
         archive = probe_archive(tmp_path)
         t0 = time.monotonic()
         cluster.load_docker_image(archive, PROBE_IMAGE)
-        print(f"probe image loaded in {time.monotonic() - t0:.2f} s")
+        report(request, f"probe image loaded in {time.monotonic() - t0:.2f} s")
         assert cluster.load_docker_image(archive, PROBE_IMAGE) is False  # same id: skipped
 
         cluster.kubectl("create", "namespace", "probe")
