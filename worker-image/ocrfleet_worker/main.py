@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 
 import redis
 
 from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.errors import TemporaryError
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
 from ocrfleet.store import ResultStore, make_engine
@@ -40,7 +42,22 @@ def build_engine(settings: WorkerSettings) -> PageReader:
 
     if settings.engine == "torch":
         return ocr_engine.LocalTorchEngine()
+    wait_for_triton(ocr_engine.TritonNetworks(settings.triton_url), settings.triton_wait_s)
     return ocr_engine.TritonEngine(settings.triton_url)
+
+
+def wait_for_triton(networks, timeout_s: float, *, interval_s: float = 1.0) -> None:
+    """Wait until Triton answers with every model ready: in a pod the two containers start together."""
+    deadline = time.monotonic() + timeout_s
+    waited = False
+    while not networks.ready():
+        if time.monotonic() >= deadline:
+            raise TemporaryError(f"Triton at {networks.url} was not ready within {timeout_s:.0f} s")
+        if not waited:
+            log.info("waiting for Triton at %s to load its models", networks.url)
+            waited = True
+        time.sleep(interval_s)
+    networks.close()
 
 
 def build_worker(settings: WorkerSettings, *, engine: PageReader | None = None) -> Worker:

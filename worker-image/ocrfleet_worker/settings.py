@@ -31,6 +31,9 @@ class WorkerSettings(CoreSettings):
         "`replay` (answers recorded for the generated sample set; tests only).",
     )
     triton_url: str = Field("127.0.0.1:8001", description="triton_url: Triton's gRPC endpoint.")
+    triton_wait_s: float = Field(
+        900.0, ge=0, description="triton_wait_s: how long the worker waits at start for Triton to be ready "
+        "(the sidecar loads the models meanwhile) before it exits with an error.")
     replay_dir: str = Field("", description="replay_dir: sample set whose truth the replay engine answers with.")
     replay_delay_ms: int = Field(0, ge=0, description="replay_delay_ms: simulated inference time per page.")
     block_ms: int = Field(1000, ge=10, description="block_ms: how long one read waits for new work.")
