@@ -28,7 +28,9 @@ from e2e.cluster import build_tools, temporary_cluster
 from ocrfleet.localproc import ServiceError
 
 PROBE_IMAGE = "localhost/ocrfleet/probe:test"
-NODE_PROGRAMS = ("containerd", "containerd-shim", "kubelet", "kube-proxy", "coredns", "pause", "probe", "runc")
+NODE_PROGRAMS = ("containerd", "containerd-shim", "kubelet", "kube-proxy", "coredns", "pause", "probe")
+# podman's own storage and runtime state: image builds may run beside these tests and mount there
+PODMAN_PATHS = ("/var/lib/containers/", "/run/containers/", "/run/libpod/", "/var/tmp/")
 HOST_DIRS = (*real.HOST_PATHS, "/opt/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/etc/cni",
              "/opt/cni", "/var/log/pods", "/usr/libexec/kubernetes")
 
@@ -56,7 +58,8 @@ def host_snapshot() -> dict[str, object]:
     no_counters = re.compile(r"\[\d+:\d+\]|counter packets \d+ bytes \d+")
     return {
         "processes": _node_processes(),
-        "mounts": sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()),
+        "mounts": sorted(point for point in (line.split()[4] for line in Path("/proc/self/mountinfo").read_text()
+                                             .splitlines()) if not point.startswith(PODMAN_PATHS)),
         "netns": sorted(_out("ip", "netns", "list").split()),
         "links": sorted(line.split(":")[1].strip().split("@")[0] for line in _out("ip", "-o", "link").splitlines()),
         "addresses": sorted(" ".join(line.split()[1:4]) for line in _out("ip", "-o", "addr").splitlines()),
