@@ -373,6 +373,13 @@ def pids_mentioning(needle: str) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def cgroup_children() -> dict[str, list[str] | None]:
     """The containers' cgroup parent in every mounted hierarchy: its children, or None where it is absent."""
     root = Path("/sys/fs/cgroup")
@@ -554,8 +561,10 @@ class RealNode:
         if not os.access(RUNC, os.X_OK):
             raise ServiceError(f"{RUNC} is missing: apt-get install runc")
         if link_exists(BRIDGE):
-            raise ServiceError(f"{BRIDGE} exists: another real node runs here, or one was not stopped; "
-                               "`python -m e2e.cluster cleanup` stops every cluster that has one")
+            owners = sorted({arg.split("=", 1)[1].removesuffix("/node/kubelet") for pid in pids_mentioning(
+                f"--hostname-override={NODE_NAME}") for arg in _cmdline(pid) if arg.startswith("--root-dir=")})
+            raise ServiceError(f"{BRIDGE} exists: a real node runs here ({', '.join(owners) or 'no kubelet left'}), "
+                               "one per machine; `python -m e2e.cluster cleanup` stops every cluster that has one")
 
     def _phase(self, name: str, step: Callable[[], object]) -> None:
         t0 = time.monotonic()
