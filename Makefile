@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBS := redis-server postgresql fonts-noto-cjk fonts-dejavu-core \
-        podman runc mmdebstrap containerd containernetworking-plugins iptables conntrack
+        podman runc mmdebstrap containerd containernetworking-plugins nftables conntrack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -18,7 +18,7 @@ test: deps images ## every test: lint, unit, real Redis/PostgreSQL/Triton, image
 
 deps: system venv k8s-tools
 
-system: ## Debian packages: Redis, PostgreSQL, CJK fonts for the document generator
+system: ## Debian packages: Redis, PostgreSQL, CJK fonts, podman and mmdebstrap (images), containerd and CNI (the real node)
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \

@@ -1,0 +1,356 @@
+"""ocrfleet as a platform team runs it, on the real node: every pod runs our images.
+
+- ``helm install`` from the repository root runs the operator as a pod from its image, with the
+  chart's securityContext, and its metrics adapter serves the HPA through the real Service;
+- a CPU pool (``workers.gpu.count: 0``: Triton ``KIND_CPU``) on the real node: API and worker
+  pods Ready by their real probes (Triton strict readiness with the models loaded), the HPA
+  reads the queue depth, and a document POSTed to the API Service comes back with its result.
+
+Redis and PostgreSQL run on the host, bound to the node's bridge address (pods reach it, and
+nothing outside the machine can); the documents volume is a hostPath PersistentVolume on the
+node, shared by the API and worker pods.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+from ocrfleet_api.tenants import TenantDirectory
+
+from e2e.images import archive, build_all
+from e2e.node import NODE_IP
+from e2e.operator_helpers import get_json, poll
+from ocrfleet import docgen
+from ocrfleet.localproc import PostgresServer, RedisServer
+from ocrfleet.store import ResultStore, make_engine
+
+pytestmark = pytest.mark.slow
+RELEASE, SYSTEM = "ocrfleet", "ocrfleet-system"
+REAL = {"ocrfleet.io/node": "real"}
+MASTER_KEY = "real-node-signing-master-key-0123456789abcdef"
+POOL = "cpu"
+
+
+@pytest.fixture(scope="module")
+def node_images(real_cluster):
+    """The three images, built (or found) and imported into the node's containerd."""
+    t0 = time.monotonic()
+    built = build_all()
+    for name, image in built.items():
+        t1 = time.monotonic()
+        imported = real_cluster.load_docker_image(archive(name, image), image.image.public_tag)
+        print(f"MEASURED node_image {name} {'imported' if imported else 'present'} in {time.monotonic() - t1:.0f} s")
+    print(f"MEASURED node_images_ready_s={time.monotonic() - t0:.0f}")
+    return built
+
+
+@pytest.fixture(scope="module")
+def backing(tmp_path_factory):
+    """Redis and PostgreSQL for the pool's pods, on the node's bridge address."""
+    with RedisServer(host=NODE_IP) as redis_server, PostgresServer(host=NODE_IP) as pg:
+        store = ResultStore(make_engine(pg.url))
+        store.create_schema()
+        yield redis_server, pg, store
+
+
+def helm(cluster, *args: str, timeout: float = 300) -> str:
+    import subprocess
+
+    proc = subprocess.run([str(cluster.helm), f"--kubeconfig={cluster.kubeconfig_path}", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"helm {' '.join(args[:2])} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(real_cluster, node_images, backing):
+    """``helm install`` from the repository root: CRDs, then the operator as a pod on the real node."""
+    from e2e.operator_support import ROOT
+
+    redis_server, _, _ = backing
+    t0 = time.monotonic()
+    helm(real_cluster, "install", RELEASE, str(ROOT), "-n", SYSTEM, "--create-namespace", "--wait",
+         "--timeout", "240s", "--set", f"redis.url={redis_server.url}",
+         "--set-json", f"nodeSelector={json.dumps(REAL)}")
+    print(f"MEASURED helm_install_wait_s={time.monotonic() - t0:.1f}")
+    poll(lambda: "True" in real_cluster.kubectl(
+        "get", "apiservice", "v1beta1.external.metrics.k8s.io", "-o",
+        "jsonpath={.status.conditions[?(@.type=='Available')].status}", check=False),
+        120, "the operator's metrics APIService to be Available (aggregator -> Service -> operator pod)")
+    yield
+    real_cluster.kubectl("delete", "ocrjobs,ocrclusters", "--all", "--all-namespaces", "--wait=true",
+                         "--timeout=120s", check=False, timeout=150)
+    helm(real_cluster, "uninstall", RELEASE, "-n", SYSTEM, "--wait")
+
+
+def operator_pod(cluster) -> dict:
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/name=ocrfleet",
+                                      "-o", "json"))["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    return pods[0]
+
+
+def test_helm_install_runs_the_operator_as_a_pod_from_its_image(real_cluster, installed):
+    pod = operator_pod(real_cluster)
+    assert pod["spec"]["nodeName"] == "real-0"
+    assert pod["status"]["phase"] == "Running"
+    container = pod["spec"]["containers"][0]
+    assert container["image"].startswith("ghcr.io/ocrfleet/operator:")
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    state = pod["status"]["containerStatuses"][0]
+    assert state["ready"] and state["restartCount"] == 0, state
+    logs = real_cluster.kubectl("logs", "-n", SYSTEM, pod["metadata"]["name"])
+    assert "listening on https://" in logs, logs[-3000:]
+
+
+def pool_manifests(namespace: str, redis_url: str, database_url: str, documents: str) -> list[dict]:
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque"}
+    return [
+        {**secret, "metadata": {"name": "pool-redis", "namespace": namespace}, "stringData": {"url": redis_url}},
+        {**secret, "metadata": {"name": "pool-database", "namespace": namespace}, "stringData": {"url": database_url}},
+        {**secret, "metadata": {"name": "pool-signing", "namespace": namespace},
+         "stringData": {"signingMasterKey": MASTER_KEY}},
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{namespace}-documents"},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": documents, "type": "Directory"},
+                  "claimRef": {"namespace": namespace, "name": "documents"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "documents", "namespace": namespace},
+         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": f"{namespace}-documents",
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+        {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster", "metadata": {"name": POOL, "namespace": namespace},
+         "spec": {
+             "workers": {"minReplicas": 1, "maxReplicas": 2, "gpu": {"count": 0}, "nodeSelector": REAL,
+                         "targetQueueDepthPerWorker": 4, "startupDeadlineSeconds": 300,
+                         "scaleDownStabilizationSeconds": 0,
+                         "terminationGracePeriodSeconds": 120},
+             "triton": {"instanceCount": 1},
+             "api": {"replicas": 1, "nodeSelector": REAL, "authSecretRef": {"name": "pool-signing"}},
+             "redis": {"urlSecretRef": {"name": "pool-redis"}},
+             "database": {"urlSecretRef": {"name": "pool-database"}},
+             "storage": {"pvc": {"claimName": "documents"}},
+         }},
+    ]
+
+
+@pytest.fixture(scope="module")
+def pool(real_cluster, installed, backing, tmp_path_factory):
+    """A CPU pool on the real node, Ready by its pods' real probes."""
+    redis_server, pg, store = backing
+    namespace = f"real-{uuid.uuid4().hex[:6]}"
+    documents = tmp_path_factory.mktemp("documents")
+    documents.chmod(0o777)  # a hostPath volume: the images' user writes it
+    real_cluster.kubectl("create", "namespace", namespace)
+    t0 = time.monotonic()
+    real_cluster.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": pool_manifests(namespace, redis_server.url, pg.url,
+                                                                     str(documents))}))
+
+    def ready():
+        conditions = (get_json(real_cluster, "ocrcluster", POOL, "-n", namespace) or {}).get("status", {}).get(
+            "conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    try:
+        poll(ready, 420, "the pool to be Ready (API and worker pods Ready by their probes)", interval=2)
+    except AssertionError:
+        print(real_cluster.kubectl("get", "pods,events", "-n", namespace, "-o", "wide", check=False))
+        raise
+    print(f"MEASURED real_pool_ready_s={time.monotonic() - t0:.0f}")
+    yield namespace, store
+    real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    real_cluster.kubectl("delete", "pv", f"{namespace}-documents", "--wait=false", check=False)
+
+
+def test_cpu_pool_pods_run_on_the_real_node_and_are_ready_by_their_probes(real_cluster, pool):
+    namespace, _ = pool
+    pods = json.loads(real_cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+    by_component = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in pods}
+    assert set(by_component) == {"api", "worker"}
+    worker = by_component["worker"]
+    assert worker["spec"]["nodeName"] == "real-0"
+    assert not any("nvidia.com/gpu" in (c.get("resources", {}).get("limits") or {})
+                   for c in worker["spec"]["containers"])
+    ready = {s["name"]: s["ready"] for s in worker["status"]["containerStatuses"]}
+    assert ready == {"worker": True, "triton": True}
+    logs = real_cluster.kubectl("logs", "-n", namespace, worker["metadata"]["name"], "-c", "model-repository")
+    assert "rendered" in logs and "(cpu" in logs, logs
+
+
+def test_hpa_reads_the_queue_depth_from_the_operator_pod(real_cluster, pool):
+    namespace, _ = pool
+
+    def current():
+        hpa = get_json(real_cluster, "hpa", f"{POOL}-worker", "-n", namespace) or {}
+        metrics = hpa.get("status", {}).get("currentMetrics") or []
+        return metrics and metrics[0].get("external", {}).get("current")
+
+    value = poll(current, 90, "the HPA to read ocrfleet_queue_depth")
+    assert "averageValue" in value, value
+
+
+def test_a_document_posted_to_the_api_service_comes_back_with_its_result(real_cluster, pool, tmp_path):
+    namespace, store = pool
+    service = get_json(real_cluster, "service", f"{POOL}-api", "-n", namespace)
+    base = f"http://{service['spec']['clusterIP']}:80"  # kube-proxy on the node routes it to the API pod
+    directory = TenantDirectory(store, MASTER_KEY)
+    directory.create_tenant("loans")
+    headers = {"Authorization": f"Bearer {directory.issue_key('loans').api_key}"}
+    truth_path = docgen.generate(tmp_path / "docs", 1, seed=11, kinds=("id_card",), clean_fraction=1.0)[0]
+    truth = json.loads(truth_path.read_text())
+    data = (truth_path.parent / truth["file"]).read_bytes()
+    t0 = time.monotonic()
+    accepted = httpx.post(f"{base}/v1/documents", headers=headers, timeout=30,
+                          files={"file": (truth["file"], data, "application/octet-stream")})
+    assert accepted.status_code == 202, accepted.text
+    document_id = accepted.json()["document_id"]
+
+    def result():
+        body = httpx.get(f"{base}/v1/documents/{document_id}", headers=headers, timeout=10).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    final = poll(result, 180, "the document's result over the API Service", interval=1)
+    print(f"MEASURED real_pool_document_s={time.monotonic() - t0:.1f}")
+    assert final["status"] == "succeeded", final
+    page = final["pages"][0]
+    assert page["document_type"] == "id_card"
+    fields = {f["name"]: f["value"] for f in page["fields"]}
+    assert fields.get("birth_date") == truth["fields"]["birth_date"], (fields, truth["fields"])
+
+
+# -- faults: a killed worker container, a busy worker scaled away ------------------------------------
+
+
+class Submitter:
+    """Documents POSTed to the pool's API Service as one tenant; their ids and truths."""
+
+    def __init__(self, cluster, namespace: str, store: ResultStore, tmp_path) -> None:
+        service = get_json(cluster, "service", f"{POOL}-api", "-n", namespace)
+        self.base = f"http://{service['spec']['clusterIP']}:80"
+        directory = TenantDirectory(store, MASTER_KEY)
+        tenant = f"t{uuid.uuid4().hex[:6]}"
+        directory.create_tenant(tenant)
+        self.headers = {"Authorization": f"Bearer {directory.issue_key(tenant).api_key}"}
+        self.tmp_path = tmp_path
+        self.store = store
+
+    def submit(self, count: int, *, seed: int, kinds=("bank_statement",)) -> list[str]:
+        ids = []
+        for truth_path in docgen.generate(self.tmp_path / f"docs-{seed}", count, seed=seed, kinds=kinds):
+            truth = json.loads(truth_path.read_text())
+            data = (truth_path.parent / truth["file"]).read_bytes()
+            r = httpx.post(f"{self.base}/v1/documents", headers=self.headers, timeout=30,
+                           files={"file": (truth["file"], data, "application/octet-stream")})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["document_id"])
+        return ids
+
+    def statuses(self, ids: list[str]) -> dict[str, str]:
+        return {i: httpx.get(f"{self.base}/v1/documents/{i}", headers=self.headers, timeout=10).json()["status"]
+                for i in ids}
+
+
+def held_by(redis_client, consumer: str) -> list[str]:
+    """Ids of the messages ``consumer`` holds (read, not yet acked), over every priority stream."""
+    from ocrfleet import keys
+
+    held = []
+    for priority in keys.PRIORITIES:
+        stream = keys.stream(POOL, priority)
+        if redis_client.exists(stream):
+            held += [p["message_id"] for p in redis_client.xpending_range(
+                stream, keys.CONSUMER_GROUP, "-", "+", 100, consumername=consumer)]
+    return held
+
+
+def worker_pods(cluster, namespace: str) -> list[dict]:
+    return json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=worker",
+                                      "-o", "json"))["items"]
+
+
+def assert_each_stored_once(store: ResultStore, ids: list[str], redis_client) -> None:
+    from ocrfleet import keys
+
+    for document_id in ids:
+        result = store.get(document_id)
+        assert result is not None and result.status == "succeeded", (document_id, result)
+        pages = [p.page for p in store.pages(document_id)]
+        assert pages and len(pages) == len(set(pages)), (document_id, pages)
+    assert redis_client.xlen(keys.dead_letter(POOL)) == 0, redis_client.xrange(keys.dead_letter(POOL))
+
+
+@pytest.fixture
+def redis_client(backing):
+    import redis
+
+    client = redis.Redis.from_url(backing[0].url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def test_worker_container_killed_mid_document_restarts_and_loses_nothing(real_cluster, pool, redis_client, tmp_path):
+    namespace, store = pool
+    submitter = Submitter(real_cluster, namespace, store, tmp_path)
+    ids = submitter.submit(6, seed=21)
+
+    def victim():
+        for pod in worker_pods(real_cluster, namespace):
+            if pod["status"].get("phase") == "Running" and held_by(redis_client, pod["metadata"]["name"]):
+                return pod
+        return None
+
+    pod = poll(victim, 180, "a worker to hold a document", interval=0.2)
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "worker")
+    container_id = status["containerID"].split("://", 1)[1]
+    real_cluster.node.ctr("tasks", "kill", "--signal", "SIGKILL", container_id)
+
+    def restarted():
+        pods = {p["metadata"]["name"]: p for p in worker_pods(real_cluster, namespace)}
+        again = pods.get(pod["metadata"]["name"])
+        worker = next((s for s in (again or {}).get("status", {}).get("containerStatuses", [])
+                       if s["name"] == "worker"), {})
+        return worker.get("restartCount", 0) > status["restartCount"] and worker.get("ready")
+
+    poll(restarted, 180, "the killed worker container to restart and be ready", interval=1)
+    poll(lambda: set(submitter.statuses(ids).values()) <= {"succeeded", "failed"}, 400,
+         "every accepted document to finish", interval=2)
+    assert set(submitter.statuses(ids).values()) == {"succeeded"}
+    assert_each_stored_once(store, ids, redis_client)
+
+
+def test_scale_down_of_a_busy_worker_lets_its_document_finish_once(real_cluster, pool, redis_client, tmp_path):
+    namespace, store = pool
+    patch = {"spec": {"workers": {"minReplicas": 2, "maxReplicas": 2}}}
+    real_cluster.kubectl("patch", "ocrcluster", POOL, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    poll(lambda: sum(all(s["ready"] for s in p["status"].get("containerStatuses", [{"ready": False}]))
+                     for p in worker_pods(real_cluster, namespace)) == 2, 300, "two Ready workers", interval=2)
+    names = [p["metadata"]["name"] for p in worker_pods(real_cluster, namespace)]
+    submitter = Submitter(real_cluster, namespace, store, tmp_path)
+    ids = submitter.submit(24, seed=31)
+    poll(lambda: all(held_by(redis_client, name) for name in names), 180,
+         f"both workers ({', '.join(names)}) to hold a document", interval=0.05)
+
+    patch = {"spec": {"workers": {"minReplicas": 1, "maxReplicas": 1}}}
+    real_cluster.kubectl("patch", "ocrcluster", POOL, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def leaving():
+        gone = [p for p in worker_pods(real_cluster, namespace) if p["metadata"].get("deletionTimestamp")]
+        return gone and (gone[0]["metadata"]["name"], held_by(redis_client, gone[0]["metadata"]["name"]))
+
+    name, held = poll(leaving, 120, "the HPA to scale a worker away", interval=0.2)
+    assert held, f"{name} held nothing when it was told to go"
+    poll(lambda: name not in {p["metadata"]["name"] for p in worker_pods(real_cluster, namespace)}, 150,
+         f"{name} to finish its document and go")
+    assert held_by(redis_client, name) == [], f"{name} left messages for another worker to reclaim"
+    poll(lambda: set(submitter.statuses(ids).values()) <= {"succeeded", "failed"}, 400,
+         "every accepted document to finish", interval=2)
+    assert set(submitter.statuses(ids).values()) == {"succeeded"}
+    assert_each_stored_once(store, ids, redis_client)
+    with store.session() as s:  # nothing was tried twice: the leaving worker finished what it held
+        from ocrfleet.store import DocumentRow
+
+        assert {s.get(DocumentRow, i).attempts for i in ids} == {1}
