@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBS := redis-server postgresql fonts-noto-cjk fonts-dejavu-core \
-        podman runc mmdebstrap containerd containernetworking-plugins nftables conntrack
+        podman runc mmdebstrap containerd containernetworking-plugins nftables conntrack iproute2 util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
