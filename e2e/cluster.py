@@ -40,7 +40,7 @@ from pathlib import Path
 
 from e2e.certs import make_pki
 from e2e.node import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, SERVICE_RANGE, RealNode
-from ocrfleet.localproc import LocalProcess, ServiceError, free_port
+from ocrfleet.localproc import LocalProcess, ServiceError, free_port, process_alive
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("OCRFLEET_CACHE", Path.home() / ".cache" / "ocrfleet"))
@@ -266,7 +266,7 @@ class LocalCluster:
         node = self.node or self._make_node()
         state = self._load_state() or {}
         apiserver = self.processes.get("apiserver")
-        api_alive = apiserver.running if apiserver else _alive(state.get("pids", {}).get("apiserver", 0))
+        api_alive = apiserver.running if apiserver else process_alive(state.get("pids", {}).get("apiserver", 0))
         node.stop(api_alive=api_alive and self.kubeconfig_path.exists())
         self.node = None
 
@@ -364,14 +364,14 @@ class LocalCluster:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, sig)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            while time.monotonic() < deadline and any(process_alive(p) for p in pids):
                 time.sleep(0.1)
-            if not any(_alive(p) for p in pids):
+            if not any(process_alive(p) for p in pids):
                 break
 
     def is_running(self) -> bool:
         state = self._load_state()
-        return bool(state) and all(_alive(p) for p in state["pids"].values())
+        return bool(state) and all(process_alive(p) for p in state["pids"].values())
 
     def attach(self) -> LocalCluster:
         """Use a cluster that ``up`` started in another process."""
@@ -385,16 +385,6 @@ class LocalCluster:
         return self
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    return False
 
 
 def clusters_with_a_real_node() -> list[Path]:

@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 from e2e.cluster import LocalCluster, temporary_cluster
+from e2e.operator_helpers import report
 
 
 def docker_answers() -> bool:
@@ -69,15 +70,6 @@ def real_cluster(request):
     return cluster
 
 
-def report(request, line: str) -> None:
-    """A line on the terminal even while pytest captures output (the times `make test` prints)."""
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(f"\n{line}")
 
 
 @pytest.fixture

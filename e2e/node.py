@@ -67,7 +67,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from e2e.certs import _leaf
-from ocrfleet.localproc import LocalProcess, ServiceError, find_binary, free_port
+from ocrfleet.localproc import LocalProcess, ServiceError, find_binary, free_port, process_alive
 
 NODE_NAME = "real-0"
 NODE_LABELS = {"ocrfleet.io/node": "real"}
@@ -711,7 +711,7 @@ class RealNode:
         if not state:
             return
         if api_alive:
-            self._drain(kubelet_alive=_alive(state.get("pids", {}).get("kubelet") or 0))
+            self._drain(kubelet_alive=process_alive(state.get("pids", {}).get("kubelet") or 0))
         pids = state.get("pids", {})
         for name in ("kube-proxy", "coredns", "api-relay", "kubelet"):
             self._stop_process(name, pids.get(name))
@@ -777,7 +777,7 @@ class RealNode:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            while time.monotonic() < deadline and any(process_alive(p) for p in pids):
                 time.sleep(0.1)
 
     def _network_down(self, state: dict) -> None:
@@ -846,22 +846,12 @@ def _stop_group(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and process_alive(pid):
             time.sleep(0.1)
-        if not _alive(pid):
+        if not process_alive(pid):
             return
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    return False
 
 
 def _connects(host: str, port: int) -> bool:

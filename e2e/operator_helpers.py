@@ -1,4 +1,4 @@
-"""Small helpers of the operator's e2e tests: poll with a deadline, read objects as JSON."""
+"""Small helpers of the e2e tests: poll with a deadline, read objects as JSON, report a time."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def poll(condition, timeout: float, what: str, interval: float = 0.25):
 def get_json(cluster, *args, check: bool = True):
     out = cluster.kubectl("get", *args, "-o", "json", check=check)
     return json.loads(out) if out.strip() else None
+
+
+def report(request, line: str) -> None:
+    """A line on the terminal even while pytest captures output (the times ``make test`` prints)."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n{line}")

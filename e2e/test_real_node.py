@@ -25,6 +25,7 @@ import pytest
 
 from e2e import node as real
 from e2e.cluster import build_tools, temporary_cluster
+from e2e.operator_helpers import report
 from ocrfleet.localproc import ServiceError
 
 PROBE_IMAGE = "localhost/ocrfleet/probe:test"
@@ -80,15 +81,6 @@ def assert_same_host(before: dict, after: dict) -> None:
     assert not changed, "the real node left something behind:\n" + json.dumps(changed, indent=1, default=str)
 
 
-def report(request, line: str) -> None:
-    """A line on the terminal although pytest captures output (the times ``make test`` shows)."""
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(f"\n{line}")
 
 
 # -- a workload ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ocrfleet_api.tenants import TenantDirectory
 
 from e2e.images import archive, build_all
 from e2e.node import NODE_IP
-from e2e.operator_helpers import get_json, poll
+from e2e.operator_helpers import get_json, poll, report
 from ocrfleet import docgen
 from ocrfleet.localproc import PostgresServer, RedisServer
 from ocrfleet.store import ResultStore, make_engine
@@ -36,15 +36,16 @@ POOL = "cpu"
 
 
 @pytest.fixture(scope="module")
-def node_images(real_cluster):
+def node_images(real_cluster, request):
     """The three images, built (or found) and imported into the node's containerd."""
     t0 = time.monotonic()
     built = build_all()
     for name, image in built.items():
         t1 = time.monotonic()
         imported = real_cluster.load_docker_image(archive(name, image), image.image.public_tag)
-        print(f"MEASURED node_image {name} {'imported' if imported else 'present'} in {time.monotonic() - t1:.0f} s")
-    print(f"MEASURED node_images_ready_s={time.monotonic() - t0:.0f}")
+        report(request, f"image {name} {'imported into' if imported else 'already on'} the node "
+                        f"({time.monotonic() - t1:.0f} s)")
+    report(request, f"images ready on the node in {time.monotonic() - t0:.0f} s")
     return built
 
 
@@ -67,7 +68,7 @@ def helm(cluster, *args: str, timeout: float = 300) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(real_cluster, node_images, backing):
+def installed(real_cluster, node_images, backing, request):
     """``helm install`` from the repository root: CRDs, then the operator as a pod on the real node."""
     from e2e.operator_support import ROOT
 
@@ -76,7 +77,7 @@ def installed(real_cluster, node_images, backing):
     helm(real_cluster, "install", RELEASE, str(ROOT), "-n", SYSTEM, "--create-namespace", "--wait",
          "--timeout", "240s", "--set", f"redis.url={redis_server.url}",
          "--set-json", f"nodeSelector={json.dumps(REAL)}")
-    print(f"MEASURED helm_install_wait_s={time.monotonic() - t0:.1f}")
+    report(request, f"helm install --wait: the operator pod ready in {time.monotonic() - t0:.1f} s")
     poll(lambda: "True" in real_cluster.kubectl(
         "get", "apiservice", "v1beta1.external.metrics.k8s.io", "-o",
         "jsonpath={.status.conditions[?(@.type=='Available')].status}", check=False),
@@ -138,7 +139,7 @@ def pool_manifests(namespace: str, redis_url: str, database_url: str, documents:
 
 
 @pytest.fixture(scope="module")
-def pool(real_cluster, installed, backing, tmp_path_factory):
+def pool(real_cluster, installed, backing, tmp_path_factory, request):
     """A CPU pool on the real node, Ready by its pods' real probes."""
     redis_server, pg, store = backing
     namespace = f"real-{uuid.uuid4().hex[:6]}"
@@ -160,7 +161,7 @@ def pool(real_cluster, installed, backing, tmp_path_factory):
     except AssertionError:
         print(real_cluster.kubectl("get", "pods,events", "-n", namespace, "-o", "wide", check=False))
         raise
-    print(f"MEASURED real_pool_ready_s={time.monotonic() - t0:.0f}")
+    report(request, f"CPU pool Ready on the real node in {time.monotonic() - t0:.0f} s")
     yield namespace, store
     real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     real_cluster.kubectl("delete", "pv", f"{namespace}-documents", "--wait=false", check=False)
@@ -193,7 +194,7 @@ def test_hpa_reads_the_queue_depth_from_the_operator_pod(real_cluster, pool):
     assert "averageValue" in value, value
 
 
-def test_a_document_posted_to_the_api_service_comes_back_with_its_result(real_cluster, pool, tmp_path):
+def test_a_document_posted_to_the_api_service_comes_back_with_its_result(real_cluster, pool, tmp_path, request):
     namespace, store = pool
     service = get_json(real_cluster, "service", f"{POOL}-api", "-n", namespace)
     base = f"http://{service['spec']['clusterIP']}:80"  # kube-proxy on the node routes it to the API pod
@@ -214,7 +215,7 @@ def test_a_document_posted_to_the_api_service_comes_back_with_its_result(real_cl
         return body if body["status"] in ("succeeded", "failed") else None
 
     final = poll(result, 180, "the document's result over the API Service", interval=1)
-    print(f"MEASURED real_pool_document_s={time.monotonic() - t0:.1f}")
+    report(request, f"a document through the API Service and back in {time.monotonic() - t0:.1f} s")
     assert final["status"] == "succeeded", final
     page = final["pages"][0]
     assert page["document_type"] == "id_card"
@@ -326,9 +327,13 @@ def test_scale_down_of_a_busy_worker_lets_its_document_finish_once(real_cluster,
     namespace, store = pool
     patch = {"spec": {"workers": {"minReplicas": 2, "maxReplicas": 2}}}
     real_cluster.kubectl("patch", "ocrcluster", POOL, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
-    poll(lambda: sum(all(s["ready"] for s in p["status"].get("containerStatuses", [{"ready": False}]))
-                     for p in worker_pods(real_cluster, namespace)) == 2, 300, "two Ready workers", interval=2)
-    names = [p["metadata"]["name"] for p in worker_pods(real_cluster, namespace)]
+
+    def ready_workers() -> list[str]:  # Ready and staying (an earlier test's pod may still be leaving)
+        return [p["metadata"]["name"] for p in worker_pods(real_cluster, namespace)
+                if not p["metadata"].get("deletionTimestamp")
+                and all(s["ready"] for s in p["status"].get("containerStatuses", [{"ready": False}]))]
+
+    names = poll(lambda: len(ready_workers()) == 2 and ready_workers(), 300, "two Ready workers", interval=2)
     submitter = Submitter(real_cluster, namespace, store, tmp_path)
     ids = submitter.submit(24, seed=31)
     poll(lambda: all(held_by(redis_client, name) for name in names), 180,
@@ -338,7 +343,8 @@ def test_scale_down_of_a_busy_worker_lets_its_document_finish_once(real_cluster,
     real_cluster.kubectl("patch", "ocrcluster", POOL, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
 
     def leaving():
-        gone = [p for p in worker_pods(real_cluster, namespace) if p["metadata"].get("deletionTimestamp")]
+        gone = [p for p in worker_pods(real_cluster, namespace)
+                if p["metadata"].get("deletionTimestamp") and p["metadata"]["name"] in names]
         return gone and (gone[0]["metadata"]["name"], held_by(redis_client, gone[0]["metadata"]["name"]))
 
     name, held = poll(leaving, 120, "the HPA to scale a worker away", interval=0.2)
