@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from e2e.cluster import _alive, temporary_cluster
-from ocrfleet.localproc import ServiceError
+from e2e.cluster import temporary_cluster
+from ocrfleet.localproc import ServiceError, process_alive
 
 
 def test_a_second_cluster_starts_and_leaves_nothing_behind(kind_cluster):
@@ -17,11 +17,11 @@ def test_a_second_cluster_starts_and_leaves_nothing_behind(kind_cluster):
         state = json.loads((cluster.directory / "state.json").read_text())
         pids = list(state["pids"].values())
         assert set(state["pids"]) == {"etcd", "apiserver", "controller-manager", "scheduler", "kwok"}
-        assert all(_alive(p) for p in pids)
+        assert all(process_alive(p) for p in pids)
         assert "Ready" in cluster.kubectl("get", "node", "gpu-1")
     finally:
         cluster.delete()
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_alive(p) for p in pids)
     assert not cluster.directory.exists()
 
 
