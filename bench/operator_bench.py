@@ -41,6 +41,7 @@ from ocrfleet_operator.settings import OperatorSettings
 
 from e2e.cluster import temporary_cluster
 from e2e.operator_support import OperatorProcess
+from ocrfleet import keys
 from ocrfleet.localproc import RedisServer
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
@@ -156,7 +157,8 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
 def play_worker(redis_url: str, expected: int, timeout: float) -> int:
     """Process every document: record the outcome and ack, as the worker does after storing."""
     r = redis_lib.Redis.from_url(redis_url)
-    queue, progress = WorkQueue(r, POOL), JobProgress(r, POOL)
+    pool = keys.pool(NAMESPACE, POOL)
+    queue, progress = WorkQueue(r, pool), JobProgress(r, pool)
     done, deadline = 0, time.monotonic() + timeout
     while done < expected and time.monotonic() < deadline:
         for d in queue.read("bench-worker", count=100, block_ms=200):

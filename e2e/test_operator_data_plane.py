@@ -31,16 +31,16 @@ pytest_plugins = ["e2e.operator_support"]
 pytestmark = pytest.mark.slow
 
 DOCUMENTS = 50
-POOL = "realdata"  # queue names are per cluster name: unlike the other tests' pools
+POOL = "realdata"
 CLUSTER = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster", "metadata": {"name": POOL},
            "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}}}
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def data_plane_env(operator, database_url: str) -> dict[str, str]:
+def data_plane_env(operator, ns: str, database_url: str) -> dict[str, str]:
     """What the pods of the pool would read: the operator's Redis and blob store, one database."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("OCRFLEET_")},
-            "OCRFLEET_CLUSTER": POOL, "OCRFLEET_REDIS_URL": operator.env["OCRFLEET_REDIS_URL"],
+            "OCRFLEET_CLUSTER": POOL, "OCRFLEET_CLUSTER_NAMESPACE": ns, "OCRFLEET_REDIS_URL": operator.env["OCRFLEET_REDIS_URL"],
             "OCRFLEET_BLOB_ROOT": operator.env["OCRFLEET_BLOB_ROOT"], "OCRFLEET_DATABASE_URL": database_url}
 
 
@@ -55,7 +55,7 @@ def triton(tmp_path):
 @pytest.fixture
 def api_key(operator, ns, tmp_path):
     """The job's tenant (its namespace) and an API key for it, made with the API's admin command."""
-    env = data_plane_env(operator, f"sqlite:///{tmp_path / 'ocrfleet.db'}")
+    env = data_plane_env(operator, ns, f"sqlite:///{tmp_path / 'ocrfleet.db'}")
     admin = [sys.executable, "-m", "ocrfleet_api.admin"]
     subprocess.run([*admin, "create-tenant", ns], env=env, check=True, capture_output=True, timeout=60)
     issued = subprocess.run([*admin, "issue-key", ns], env=env, check=True, capture_output=True, text=True,
@@ -64,9 +64,9 @@ def api_key(operator, ns, tmp_path):
 
 
 @pytest.fixture
-def data_plane(operator, triton, api_key, tmp_path):
+def data_plane(operator, ns, triton, api_key, tmp_path):
     """The API and one worker as processes; yields the API's base URL."""
-    env = data_plane_env(operator, f"sqlite:///{tmp_path / 'ocrfleet.db'}")
+    env = data_plane_env(operator, ns, f"sqlite:///{tmp_path / 'ocrfleet.db'}")
     port = free_port()
     api = LocalProcess("api", [sys.executable, "-m", "ocrfleet_api"], workdir=tmp_path,
                        env={**env, "OCRFLEET_HOST": "127.0.0.1", "OCRFLEET_PORT": str(port)})

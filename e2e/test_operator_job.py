@@ -67,20 +67,20 @@ def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis,
     assert s["counts"]["total"] == 50 and s["startTime"]
 
     seen: list[str] = []
-    assert work(redis, "batch", limit=20, seen=seen) == 20
+    assert work(redis, keys.pool(ns, "batch"), limit=20, seen=seen) == 20
     poll(lambda: status(kind_cluster, ns, "fifty")["counts"]["done"] == 20, 30, "20/50 in status")
 
     operator.kill()  # mid-job, no clean-up
     operator.start()
-    assert work(redis, "batch", limit=100, seen=seen) == 30
+    assert work(redis, keys.pool(ns, "batch"), limit=100, seen=seen) == 30
     final = poll(lambda: (s := status(kind_cluster, ns, "fifty")).get("phase") == "Succeeded" and s, 30,
                  "Succeeded after the restart")
     assert final["counts"] == {"total": 50, "enqueued": 50, "succeeded": 50, "failed": 0, "inFlight": 0, "done": 50}
     assert final["completionTime"]
     assert len(seen) == 50 and len(set(seen)) == 50, "a document was enqueued twice"
     job_key = f"{ns}.fifty"
-    assert redis.scard(keys.job_enqueued("batch", job_key)) == 50
-    assert WorkQueue(redis, "batch").depth().total == 0
+    assert redis.scard(keys.job_enqueued(keys.pool(ns, "batch"), job_key)) == 50
+    assert WorkQueue(redis, keys.pool(ns, "batch")).depth().total == 0
 
     events = json.loads(kind_cluster.kubectl("get", "events", "-n", ns, "-o", "json",
                                              "--field-selector", "involvedObject.name=fifty"))["items"]
@@ -103,7 +103,7 @@ def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, tmp_
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-",
                          input=json.dumps({**CLUSTER, "metadata": {"name": "later"}}))
     poll(lambda: status(kind_cluster, ns, "early").get("phase") == "Suspended", 30, "Suspended once admitted")
-    queue = WorkQueue(redis, "later")
+    queue = WorkQueue(redis, keys.pool(ns, "later"))
     assert queue.depth().total == 0, "a suspended job enqueues nothing"
 
     kind_cluster.kubectl("patch", "ocrjob", "early", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')

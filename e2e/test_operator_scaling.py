@@ -7,6 +7,7 @@ import json
 import time
 
 from e2e.operator_helpers import get_json, poll
+from ocrfleet import keys
 from ocrfleet.queue import Task, WorkQueue
 
 # The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
@@ -35,7 +36,7 @@ def test_queue_depth_scales_workers_up_and_down(kind_cluster, ns, redis):
         name, minReplicas=1, maxReplicas=6, targetQueueDepthPerWorker=10, scaleDownStabilizationSeconds=15))
     poll(lambda: ready(kind_cluster, ns, name), 60, "the cluster to be Ready")
     replicas = lambda: get_json(kind_cluster, "deployment", f"{name}-worker", "-n", ns)["spec"]["replicas"]  # noqa: E731
-    queue = WorkQueue(redis, name)
+    queue = WorkQueue(redis, keys.pool(ns, name))
     queue.ensure_groups()
 
     t0 = time.monotonic()
@@ -77,7 +78,7 @@ def test_scale_to_zero_and_back(kind_cluster, ns, redis):
     assert {c["type"]: c for c in at_zero["status"]["conditions"]}["Ready"]["reason"] == "ScaledToZero"
     assert replicas() == 0
 
-    queue = WorkQueue(redis, name)
+    queue = WorkQueue(redis, keys.pool(ns, name))
     queue.ensure_groups()
     t0 = time.monotonic()
     queue.enqueue(task(1))

@@ -255,13 +255,13 @@ class Submitter:
                 for i in ids}
 
 
-def held_by(redis_client, consumer: str) -> list[str]:
+def held_by(redis_client, namespace: str, consumer: str) -> list[str]:
     """Ids of the messages ``consumer`` holds (read, not yet acked), over every priority stream."""
     from ocrfleet import keys
 
     held = []
     for priority in keys.PRIORITIES:
-        stream = keys.stream(POOL, priority)
+        stream = keys.stream(keys.pool(namespace, POOL), priority)
         if redis_client.exists(stream):
             held += [p["message_id"] for p in redis_client.xpending_range(
                 stream, keys.CONSUMER_GROUP, "-", "+", 100, consumername=consumer)]
@@ -273,7 +273,7 @@ def worker_pods(cluster, namespace: str) -> list[dict]:
                                       "-o", "json"))["items"]
 
 
-def assert_each_stored_once(store: ResultStore, ids: list[str], redis_client) -> None:
+def assert_each_stored_once(store: ResultStore, ids: list[str], redis_client, namespace: str) -> None:
     from ocrfleet import keys
 
     for document_id in ids:
@@ -281,7 +281,8 @@ def assert_each_stored_once(store: ResultStore, ids: list[str], redis_client) ->
         assert result is not None and result.status == "succeeded", (document_id, result)
         pages = [p.page for p in store.pages(document_id)]
         assert pages and len(pages) == len(set(pages)), (document_id, pages)
-    assert redis_client.xlen(keys.dead_letter(POOL)) == 0, redis_client.xrange(keys.dead_letter(POOL))
+    dead = keys.dead_letter(keys.pool(namespace, POOL))
+    assert redis_client.xlen(dead) == 0, redis_client.xrange(dead)
 
 
 @pytest.fixture
@@ -300,7 +301,7 @@ def test_worker_container_killed_mid_document_restarts_and_loses_nothing(real_cl
 
     def victim():
         for pod in worker_pods(real_cluster, namespace):
-            if pod["status"].get("phase") == "Running" and held_by(redis_client, pod["metadata"]["name"]):
+            if pod["status"].get("phase") == "Running" and held_by(redis_client, namespace, pod["metadata"]["name"]):
                 return pod
         return None
 
@@ -320,7 +321,7 @@ def test_worker_container_killed_mid_document_restarts_and_loses_nothing(real_cl
     poll(lambda: set(submitter.statuses(ids).values()) <= {"succeeded", "failed"}, 400,
          "every accepted document to finish", interval=2)
     assert set(submitter.statuses(ids).values()) == {"succeeded"}
-    assert_each_stored_once(store, ids, redis_client)
+    assert_each_stored_once(store, ids, redis_client, namespace)
 
 
 def test_scale_down_of_a_busy_worker_lets_its_document_finish_once(real_cluster, pool, redis_client, tmp_path):
@@ -336,7 +337,7 @@ def test_scale_down_of_a_busy_worker_lets_its_document_finish_once(real_cluster,
     names = poll(lambda: len(ready_workers()) == 2 and ready_workers(), 300, "two Ready workers", interval=2)
     submitter = Submitter(real_cluster, namespace, store, tmp_path)
     ids = submitter.submit(24, seed=31)
-    poll(lambda: all(held_by(redis_client, name) for name in names), 180,
+    poll(lambda: all(held_by(redis_client, namespace, name) for name in names), 180,
          f"both workers ({', '.join(names)}) to hold a document", interval=0.05)
 
     patch = {"spec": {"workers": {"minReplicas": 1, "maxReplicas": 1}}}
@@ -345,17 +346,17 @@ def test_scale_down_of_a_busy_worker_lets_its_document_finish_once(real_cluster,
     def leaving():
         gone = [p for p in worker_pods(real_cluster, namespace)
                 if p["metadata"].get("deletionTimestamp") and p["metadata"]["name"] in names]
-        return gone and (gone[0]["metadata"]["name"], held_by(redis_client, gone[0]["metadata"]["name"]))
+        return gone and (gone[0]["metadata"]["name"], held_by(redis_client, namespace, gone[0]["metadata"]["name"]))
 
     name, held = poll(leaving, 120, "the HPA to scale a worker away", interval=0.2)
     assert held, f"{name} held nothing when it was told to go"
     poll(lambda: name not in {p["metadata"]["name"] for p in worker_pods(real_cluster, namespace)}, 150,
          f"{name} to finish its document and go")
-    assert held_by(redis_client, name) == [], f"{name} left messages for another worker to reclaim"
+    assert held_by(redis_client, namespace, name) == [], f"{name} left messages for another worker to reclaim"
     poll(lambda: set(submitter.statuses(ids).values()) <= {"succeeded", "failed"}, 400,
          "every accepted document to finish", interval=2)
     assert set(submitter.statuses(ids).values()) == {"succeeded"}
-    assert_each_stored_once(store, ids, redis_client)
+    assert_each_stored_once(store, ids, redis_client, namespace)
     with store.session() as s:  # nothing was tried twice: the leaving worker finished what it held
         from ocrfleet.store import DocumentRow
 

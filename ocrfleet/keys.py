@@ -1,7 +1,9 @@
 """Every Redis key ocrfleet uses, in one place.
 
-All keys of one processing pool (an OcrCluster) share the prefix ``ocrfleet:{cluster}:`` so
-several pools can share one Redis, and a pool's keys can be listed or removed together.
+All keys of one processing pool (an OcrCluster) share the prefix ``ocrfleet:{pool}:``, where
+the pool is ``namespace/name`` (:func:`pool`), so pools of the same name in two namespaces, or
+several pools on one Redis, never share a queue, and a pool's keys can be listed or removed
+together.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ CONSUMER_GROUP = "workers"
 """The one consumer group every worker of a pool joins."""
 
 
-def _prefix(cluster: str) -> str:
-    return f"ocrfleet:{cluster}"
+def pool(namespace: str, cluster: str) -> str:
+    """A pool's identity in keys: ``namespace/name`` (just the name outside a cluster)."""
+    return f"{namespace}/{cluster}" if namespace else cluster
+
+
+def _prefix(pool: str) -> str:
+    return f"ocrfleet:{pool}"
 
 
 def stream(cluster: str, priority: str = "normal") -> str:

@@ -9,11 +9,16 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ocrfleet import keys
+
 
 class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OCRFLEET_", extra="ignore")
 
     cluster: str = Field("default", description="cluster: the OcrCluster (processing pool) this process serves.")
+    cluster_namespace: str = Field(
+        "", description="cluster_namespace: the OcrCluster's namespace (empty outside Kubernetes)."
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis_url: the queue and counters.")
     database_url: str = Field(
         "sqlite:///ocrfleet.db", description="database_url: the results store (SQLAlchemy URL)."
@@ -23,3 +28,8 @@ class CoreSettings(BaseSettings):
     claim_idle_ms: int = Field(
         60_000, ge=1000, description="claim_idle_ms: how long an in-flight task may idle before it is reclaimed."
     )
+
+    @property
+    def pool(self) -> str:
+        """The pool's identity in Redis keys (:func:`ocrfleet.keys.pool`)."""
+        return keys.pool(self.cluster_namespace, self.cluster)

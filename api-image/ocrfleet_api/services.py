@@ -64,9 +64,9 @@ class Services:
         blobs = LocalBlobStore(settings.blob_root)
         aredis = redis.asyncio.Redis.from_url(settings.redis_url, max_connections=256)
         sync_redis = redis.Redis.from_url(settings.redis_url)
-        queue = WorkQueue(sync_redis, settings.cluster, max_attempts=settings.max_attempts,
+        queue = WorkQueue(sync_redis, settings.pool, max_attempts=settings.max_attempts,
                           claim_idle_ms=settings.claim_idle_ms)
-        progress = JobProgress(sync_redis, settings.cluster)
+        progress = JobProgress(sync_redis, settings.pool)
         master = settings.signing_master_key.get_secret_value()
         directory = TenantDirectory(store, master)
         blocking = Blocking(_DB_POOL_SIZE)
@@ -79,7 +79,7 @@ class Services:
                                window_s=settings.signature_window_s, cache_s=settings.auth_cache_s),
             limiter=RateLimiter(aredis, default_limit=settings.rate_limit_requests,
                                 window_s=settings.rate_limit_window_s),
-            gate=QueueGate(aredis, settings.cluster, max_depth=settings.max_queue_depth,
+            gate=QueueGate(aredis, settings.pool, max_depth=settings.max_queue_depth,
                            cache_s=settings.queue_depth_cache_s, retry_after_s=settings.backpressure_retry_after_s),
             idempotency=IdempotencyKeys(aredis, ttl_s=settings.idempotency_ttl_s),
             intake=Intake(store=store, blobs=blobs, queue=queue, progress=progress, public_url=settings.public_url),

@@ -129,7 +129,10 @@ def core_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
     """The variables every pod of a cluster reads (:class:`ocrfleet.settings.CoreSettings`)."""
     spec = cluster["spec"]
     redis, database = spec.get("redis", {}), spec.get("database", {})
-    env: list[dict[str, Any]] = [{"name": "OCRFLEET_CLUSTER", "value": cluster["metadata"]["name"]}]
+    env: list[dict[str, Any]] = [
+        {"name": "OCRFLEET_CLUSTER", "value": cluster["metadata"]["name"]},
+        {"name": "OCRFLEET_CLUSTER_NAMESPACE", "value": cluster["metadata"]["namespace"]},
+    ]
     if "urlSecretRef" in redis:
         env.append(_secret_env("OCRFLEET_REDIS_URL", redis["urlSecretRef"]))
     else:

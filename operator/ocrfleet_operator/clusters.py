@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from ocrfleet import keys
 from ocrfleet.queue import QueueDepth
 from ocrfleet_operator import builders, decisions
 from ocrfleet_operator.kube import KubeError
@@ -159,7 +160,7 @@ def _set_deletion_costs(rt: Runtime, cluster: Mapping, pods: list[dict]) -> None
     in_flight: dict[str, int] = {}
     for stream in queue.streams:
         try:
-            summary = queue.redis.xpending(stream, "workers")
+            summary = queue.redis.xpending(stream, keys.CONSUMER_GROUP)
         except Exception:
             continue
         for consumer in summary.get("consumers") or []:

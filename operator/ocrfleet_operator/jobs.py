@@ -24,7 +24,7 @@ from ocrfleet.progress import JobCounts
 from ocrfleet.queue import Task
 from ocrfleet_operator import phases
 from ocrfleet_operator.phases import Phase
-from ocrfleet_operator.runtime import Runtime
+from ocrfleet_operator.runtime import Runtime, pool_of
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def feed(rt: Runtime, job: Mapping, cluster: Mapping, documents: list[Document])
     meta, spec = job["metadata"], job["spec"]
     queue, progress = rt.queue_for(cluster), rt.progress_for(cluster)
     jkey = job_key(meta)
-    dedupe = keys.job_enqueued(cluster["metadata"]["name"], jkey)
+    dedupe = keys.job_enqueued(pool_of(cluster), jkey)
     queue.ensure_groups()
     progress.set_total(jkey, len(documents))
     seen = {m.decode() for m in queue.redis.smembers(dedupe)}
@@ -148,10 +148,10 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
                               "admitted; listing and enqueuing documents"), counts, previous, now, on_phase)
             current = Phase.PENDING
         progress = rt.progress_for(cluster)
-        progress_key = keys.job_progress(cluster["metadata"]["name"], jkey)
+        progress_key = keys.job_progress(pool_of(cluster), jkey)
         if spec.get("suspend"):
             removed = rt.queue_for(cluster).remove_waiting(
-                jkey, dedupe_set=keys.job_enqueued(cluster["metadata"]["name"], jkey))
+                jkey, dedupe_set=keys.job_enqueued(pool_of(cluster), jkey))
             if removed:  # they go back in on resume
                 progress.record_enqueued(jkey, -removed)
         else:
@@ -245,6 +245,6 @@ def cleanup(rt: Runtime, job: Mapping) -> int:
     queue = rt.queue_for(cluster)
     removed = queue.remove_waiting(jkey)
     rt.progress_for(cluster).forget(jkey)
-    queue.redis.delete(keys.job_enqueued(cluster["metadata"]["name"], jkey))
+    queue.redis.delete(keys.job_enqueued(pool_of(cluster), jkey))
     rt.status.forget(meta["uid"])
     return removed

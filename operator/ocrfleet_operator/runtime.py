@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ocrfleet import keys
 from ocrfleet.blobs import LocalBlobStore
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
@@ -88,7 +89,7 @@ class Runtime:
             url = self._clusters.get((namespace, name))
         if url is None:
             return None
-        return WorkQueue(self.redis_for_url(url), name, max_attempts=self.settings.max_attempts)
+        return WorkQueue(self.redis_for_url(url), keys.pool(namespace, name), max_attempts=self.settings.max_attempts)
 
     def queue_for(self, cluster: Mapping) -> WorkQueue:
         self.register_cluster(cluster)
@@ -98,8 +99,13 @@ class Runtime:
         return queue
 
     def progress_for(self, cluster: Mapping) -> JobProgress:
-        return JobProgress(self.queue_for(cluster).redis, cluster["metadata"]["name"])
+        return JobProgress(self.queue_for(cluster).redis, pool_of(cluster))
 
     def job_lock(self, uid: str) -> threading.Lock:
         with self._lock:
             return self._job_locks.setdefault(uid, threading.Lock())
+
+
+def pool_of(cluster: Mapping) -> str:
+    """The cluster's identity in Redis keys (:func:`ocrfleet.keys.pool`)."""
+    return keys.pool(cluster["metadata"]["namespace"], cluster["metadata"]["name"])

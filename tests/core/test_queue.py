@@ -115,3 +115,11 @@ def test_remove_waiting_frees_their_dedupe_entries(redis_client):
     assert {m.decode() for m in redis_client.smembers("seen")} == {"doc-0"}
     assert q.enqueue(task(1, job="paused"), dedupe_set="seen") is not None
     assert q.enqueue(task(0, job="paused"), dedupe_set="seen") is None
+
+
+def test_pools_of_one_name_in_two_namespaces_never_share_a_queue(redis_client):
+    loans, audit = WorkQueue(redis_client, keys.pool("loans", "ocr")), WorkQueue(redis_client, keys.pool("audit", "ocr"))
+    loans.enqueue(Task(document_id="d1", tenant="t", blob="sha256:" + "a" * 64, sha256="a" * 64))
+    assert loans.depth().total == 1
+    assert audit.depth().total == 0
+    assert keys.stream(keys.pool("loans", "ocr")) == "ocrfleet:loans/ocr:stream:normal"

@@ -66,10 +66,10 @@ def build_worker(settings: WorkerSettings, *, engine: PageReader | None = None) 
     store = ResultStore(make_engine(settings.database_url))
     _create_schema(store)
     return Worker(
-        queue=WorkQueue(client, settings.cluster, max_attempts=settings.max_attempts,
+        queue=WorkQueue(client, settings.pool, max_attempts=settings.max_attempts,
                         claim_idle_ms=settings.claim_idle_ms),
         store=store,
-        progress=JobProgress(client, settings.cluster),
+        progress=JobProgress(client, settings.pool),
         blobs=LocalBlobStore(settings.blob_root),
         pipeline=DocumentPipeline(engine or build_engine(settings), settings.decode_limits()),
         consumer=settings.consumer_name,
@@ -101,6 +101,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("worker %s consuming pool %s (engine %s)", settings.consumer_name, settings.cluster, settings.engine)
+    log.info("worker %s consuming pool %s (engine %s)", settings.consumer_name, settings.pool, settings.engine)
     worker.run()
     return 0
