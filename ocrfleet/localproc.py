@@ -187,6 +187,64 @@ class RedisServer:
         self.stop()
 
 
+class ObjectStoreServer:
+    """SeaweedFS (``weed server -s3``) on free ports: a real S3-compatible object store.
+
+    One process holds the master, a volume server, the filer and the S3 gateway, with its data
+    under ``workdir``. The S3 credentials are an admin identity from the environment, as in
+    the pool's managed object store. ``host`` binds another address of this machine (a test
+    node's bridge).
+    """
+
+    def __init__(self, binary: str, workdir: Path | None = None, *, host: str = "127.0.0.1",
+                 access_key: str = "ocrfleet-test", secret_key: str = "ocrfleet-test-secret") -> None:
+        self.binary = binary
+        self.host = host
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ocrfleet-objects-"))
+        self.access_key, self.secret_key = access_key, secret_key
+        self.ports = {k: free_port() for k in ("master", "master_grpc", "volume", "volume_grpc", "filer",
+                                               "filer_grpc", "s3", "s3_grpc")}
+        self.process: LocalProcess | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.ports['s3']}"
+
+    def start(self, timeout: float = 60) -> ObjectStoreServer:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        p = self.ports
+        argv = [self.binary, "server", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
+                f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
+                f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
+                "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
+                "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
+                "-master.volumeSizeLimitMB=256", "-volume.max=0"]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        self.process = LocalProcess("seaweedfs", argv, workdir=self.workdir, env=env).start(
+            self._ready, timeout=timeout)
+        return self
+
+    def _ready(self) -> bool:
+        import httpx
+
+        # the gateway answers once the filer behind it is up; an anonymous list is refused (403)
+        return httpx.get(self.endpoint, timeout=1).status_code in (200, 403)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ObjectStoreServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class PostgresServer:
     """A throw-away PostgreSQL cluster (initdb) on a free loopback port.
 

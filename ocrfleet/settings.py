@@ -23,7 +23,13 @@ class CoreSettings(BaseSettings):
     database_url: str = Field(
         "sqlite:///ocrfleet.db", description="database_url: the results store (SQLAlchemy URL)."
     )
-    blob_root: str = Field("./blobs", description="blob_root: directory of the content-addressed blob store.")
+    blob_root: str = Field(
+        "./blobs", description="blob_root: the content-addressed blob store: a directory, or s3://bucket/prefix."
+    )
+    s3_endpoint: str = Field("", description="s3_endpoint: http(s)://host:port of the object store (s3:// blobs).")
+    s3_access_key: str = Field("", description="s3_access_key: the object store's access key id.")
+    s3_secret_key: str = Field("", description="s3_secret_key: the object store's secret key.")
+    s3_region: str = Field("us-east-1", description="s3_region: the object store's region.")
     max_attempts: int = Field(3, ge=1, description="max_attempts: tries per document before the dead letters.")
     claim_idle_ms: int = Field(
         60_000, ge=1000, description="claim_idle_ms: how long an in-flight task may idle before it is reclaimed."

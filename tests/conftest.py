@@ -5,6 +5,8 @@ Both servers start once per test session; each test gets a clean database / Redi
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import redis
 from sqlalchemy import text
@@ -50,3 +52,24 @@ def store(postgres_url):
     Base.metadata.create_all(engine)
     yield result_store
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def object_store_server():
+    """SeaweedFS's S3 gateway (built from its Go module by e2e/tools/build.sh, like the control plane)."""
+    from e2e.cluster import build_tools
+    from ocrfleet.localproc import ObjectStoreServer
+
+    with ObjectStoreServer(str(build_tools() / "weed")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_blobs(object_store_server, tmp_path, request):
+    """An S3 blob store in a bucket of its own (one per test)."""
+    from ocrfleet.blobs import S3BlobStore
+
+    bucket = "t-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:20]
+    return S3BlobStore.from_url(f"s3://{bucket}/blobs", endpoint=object_store_server.endpoint,
+                                access_key=object_store_server.access_key,
+                                secret_key=object_store_server.secret_key, staging=tmp_path)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 import redis.asyncio
 
-from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.blobs import BlobStore, open_blob_store
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
 from ocrfleet.store import ResultStore, make_engine
@@ -42,7 +42,7 @@ class Services:
     settings: ApiSettings
     blocking: Blocking
     store: ResultStore
-    blobs: LocalBlobStore
+    blobs: BlobStore
     redis: redis.asyncio.Redis
     sync_redis: redis.Redis
     queue: WorkQueue
@@ -61,7 +61,7 @@ class Services:
     @classmethod
     def build(cls, settings: ApiSettings) -> Services:
         store = ResultStore(make_engine(settings.database_url))
-        blobs = LocalBlobStore(settings.blob_root)
+        blobs = open_blob_store(settings)
         aredis = redis.asyncio.Redis.from_url(settings.redis_url, max_connections=256)
         sync_redis = redis.Redis.from_url(settings.redis_url)
         queue = WorkQueue(sync_redis, settings.pool, max_attempts=settings.max_attempts,

@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.blobs import BlobStore
 from ocrfleet.keys import PRIORITIES
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Task, WorkQueue
@@ -61,7 +61,7 @@ def check_options(options: SubmitOptions) -> SubmitOptions:
 @dataclass
 class Intake:
     store: ResultStore
-    blobs: LocalBlobStore
+    blobs: BlobStore
     queue: WorkQueue
     progress: JobProgress
     public_url: str = ""

@@ -19,7 +19,7 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ocrfleet.blobs import LocalBlobStore, StagedBlob
+from ocrfleet.blobs import BlobStore, StagedBlob
 from ocrfleet.errors import DocumentTooLarge, OcrfleetError
 from ocrfleet.sniff import DocumentInfo, DocumentInspector
 from ocrfleet_api.problems import Problem
@@ -66,7 +66,7 @@ class _Part:
         self.value = bytearray()
 
 
-async def receive_form(request: Request, blobs: LocalBlobStore, limits: UploadLimits, *,
+async def receive_form(request: Request, blobs: BlobStore, limits: UploadLimits, *,
                        body_sha256: str | None = None) -> ReceivedForm:
     """Stream a ``multipart/form-data`` body into staged blobs; raise a problem if any of it is bad.
 
@@ -90,7 +90,7 @@ async def receive_form(request: Request, blobs: LocalBlobStore, limits: UploadLi
 class _FormReader:
     """Drives python-multipart's push parser and routes each part's bytes as they come."""
 
-    def __init__(self, blobs: LocalBlobStore, limits: UploadLimits, boundary: bytes) -> None:
+    def __init__(self, blobs: BlobStore, limits: UploadLimits, boundary: bytes) -> None:
         self.blobs = blobs
         self.limits = limits
         self.form = ReceivedForm()
@@ -197,7 +197,7 @@ class _FormReader:
                           f"a request may carry at most {self.limits.max_documents} documents; split it")
         part = _Part(name, raw_filename.decode("utf-8", "replace")[:512] if raw_filename else None)
         part.inspector = DocumentInspector(max_pixels=self.limits.max_pixels, max_pages=self.limits.max_pages)
-        part.staged = StagedBlob(self.blobs.root, self.limits.max_document_bytes)
+        part.staged = self.blobs.stage(self.limits.max_document_bytes)
         # Registered at once, so an error in this very part still discards its stage.
         self.form.documents.append(ReceivedDocument(staged=part.staged, info=None, filename=part.filename))
         return part
@@ -218,7 +218,7 @@ def _boundary(request: Request) -> bytes:
     return options[b"boundary"]
 
 
-async def fetch_document(url: str, blobs: LocalBlobStore, limits: UploadLimits, *, allowed_prefixes: list[str],
+async def fetch_document(url: str, blobs: BlobStore, limits: UploadLimits, *, allowed_prefixes: list[str],
                          timeout_s: float) -> ReceivedDocument:
     """Fetch a document from an allowed URL into a staged blob, under the same caps as an upload.
 
@@ -242,7 +242,7 @@ async def fetch_document(url: str, blobs: LocalBlobStore, limits: UploadLimits, 
     if parsed.scheme not in ("http", "https") or parsed.userinfo or escapes or \
             not any(url.startswith(p) for p in allowed_prefixes):
         raise Problem(422, "url_not_allowed", "the URL is not under a prefix this deployment fetches from")
-    staged = StagedBlob(blobs.root, limits.max_document_bytes)
+    staged = blobs.stage(limits.max_document_bytes)
     inspector = DocumentInspector(max_pixels=limits.max_pixels, max_pages=limits.max_pages)
     try:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client, \

@@ -13,6 +13,7 @@ ETCD_VERSION=v3.6.16   # go.etcd.io/etcd/server/v3 (see etcd/go.mod)
 KWOK_VERSION=v0.8.0    # sigs.k8s.io/kwok
 HELM_VERSION=v3.22.0   # helm.sh/helm/v3
 COREDNS_VERSION=v1.15.0  # github.com/coredns/coredns, the real node's cluster DNS (see coredns/go.mod)
+SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6  # github.com/seaweedfs/seaweedfs 4.53, the object store
 RECIPE=2               # bump when the build flags below change, so caches are rebuilt
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,6 +77,14 @@ if [ ! -x "$bin/coredns" ] || [ "$(cat "$bin/coredns.version" 2>/dev/null)" != "
   run "coredns $COREDNS_VERSION" bash -c "cd '$here/coredns' && go build -trimpath \
     -ldflags '-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION' -o '$bin/coredns' ."
   echo "$COREDNS_VERSION" > "$bin/coredns.version"
+fi
+# SeaweedFS (`weed`), the S3-compatible object store of tests and of the local object-store image.
+# Its go.mod has replace directives, so it builds as the main module from its own module source.
+if [ ! -x "$bin/weed" ] || [ "$(cat "$bin/weed.version" 2>/dev/null)" != "$SEAWEEDFS_VERSION" ]; then
+  run "seaweedfs $SEAWEEDFS_VERSION" bash -c "cd \"\$(go mod download -json github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"Dir\"])')\" && go build -trimpath -ldflags '-s -w' \
+    -o '$bin/weed' ./weed"
+  echo "$SEAWEEDFS_VERSION" > "$bin/weed.version"
 fi
 # the pause (sandbox) and probe (test workload) programs: our own sources, rebuilt when they change
 pause_src=$(cat "$here/pause/go.mod" "$here"/pause/*.go "$here"/pause/probe/*.go | sha256sum | cut -c1-16)

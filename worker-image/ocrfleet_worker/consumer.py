@@ -34,7 +34,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.blobs import BlobStore
 from ocrfleet.errors import PermanentError
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Delivery, Task, WorkQueue
@@ -79,7 +79,7 @@ class Worker:
     """One consumer of a pool's queue. Clients and the pipeline are created by the caller."""
 
     def __init__(self, *, queue: WorkQueue, store: ResultStore, progress: JobProgress,
-                 blobs: LocalBlobStore, pipeline: DocumentPipeline, consumer: str,
+                 blobs: BlobStore, pipeline: DocumentPipeline, consumer: str,
                  pacing: Pacing | None = None, drain: DrainFiles | None = None) -> None:
         self.queue = queue
         self.store = store

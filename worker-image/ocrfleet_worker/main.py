@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from ocrfleet.blobs import LocalBlobStore
+from ocrfleet.blobs import open_blob_store
 from ocrfleet.errors import TemporaryError
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
@@ -70,7 +70,7 @@ def build_worker(settings: WorkerSettings, *, engine: PageReader | None = None) 
                         claim_idle_ms=settings.claim_idle_ms),
         store=store,
         progress=JobProgress(client, settings.pool),
-        blobs=LocalBlobStore(settings.blob_root),
+        blobs=open_blob_store(settings),
         pipeline=DocumentPipeline(engine or build_engine(settings), settings.decode_limits()),
         consumer=settings.consumer_name,
         pacing=Pacing(block_ms=settings.block_ms, reclaim_interval_s=settings.reclaim_interval_s,
