@@ -209,7 +209,7 @@ def run(jobs: int, docs: int, steady_s: float) -> dict:
 def _measure(cluster, op, sampler, jw, redis_url, source, jobs, docs, steady_s) -> dict:
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps({
         "apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster", "metadata": {"name": POOL},
-        "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}}}))
+        "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}, "redis": {"url": redis_url}}}))
     manifest = {"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": f"job-{i:04d}"},
          "spec": {"clusterRef": {"name": POOL}, "source": {"volume": {"path": str(source)}}}}

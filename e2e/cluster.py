@@ -13,8 +13,9 @@ become Running/Ready without containers.
     python -m e2e.cluster cleanup   # after a crash: stop every cluster that has a real node (cache and /tmp)
 
 With ``real_node=True`` a real node (kubelet, containerd, kube-proxy, CoreDNS; see
-:mod:`e2e.node`) joins beside the kwok nodes, so pods placed on it (``nodeSelector:
-ocrfleet.io/node: real``) run for real. Service IPs come from :data:`e2e.node.SERVICE_RANGE`
+:mod:`e2e.node`) joins beside the kwok nodes, which are then tainted (:data:`FAKE_TAINT`), so
+every pod that does not tolerate the taint runs for real on the real node (``nodeSelector:
+ocrfleet.io/node: real`` places one there explicitly). Service IPs come from :data:`e2e.node.SERVICE_RANGE`
 either way.
 
 :class:`LocalCluster` has pytest-kind's interface (``name``, ``kubeconfig_path``,
@@ -79,7 +80,11 @@ def build_tools() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def node_manifest(name: str, cpu: str, memory: str, gpus: int) -> dict:
+FAKE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+"""Beside a real node, the fake nodes carry this taint: a pod lands on one only when it asks to."""
+
+
+def node_manifest(name: str, cpu: str, memory: str, gpus: int, *, tainted: bool = False) -> dict:
     labels = {
         "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
         "node.kubernetes.io/instance-type": "gpu-h100-1" if gpus else "cpu-16",
@@ -92,6 +97,8 @@ def node_manifest(name: str, cpu: str, memory: str, gpus: int) -> dict:
                    "nvidia.com/gpu.count": str(gpus), "ocrfleet.io/pool": "gpu"}
         capacity["nvidia.com/gpu"] = str(gpus)
         taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
+    if tainted:
+        taints.append(FAKE_TAINT)
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": labels,
@@ -213,6 +220,9 @@ class LocalCluster:
                 f"--authorization-kubeconfig={self.kubeconfig_path}", "--leader-elect=false",
                 "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
             ])
+            # the default StorageClass and its hostPath provisioner (e2e/provisioner.py)
+            self._spawn("provisioner", [sys.executable, str(HERE / "provisioner.py"),
+                                        f"--kubeconfig={self.kubeconfig_path}", f"--root={self.directory / 'volumes'}"])
             self._spawn("kwok", [
                 str(self.bin / "kwok"), f"--kubeconfig={self.kubeconfig_path}",
                 f"--config={self.bin.parent / 'kwok-stages.yaml'}", "--manage-all-nodes=false",
@@ -223,7 +233,7 @@ class LocalCluster:
             self._save_state()
             # the three start together; nodes are registered while they come up
             self.kubectl("apply", "-f", "-", input=json.dumps({
-                "apiVersion": "v1", "kind": "List", "items": [node_manifest(**n) for n in NODES]}))
+                "apiVersion": "v1", "kind": "List", "items": [node_manifest(**n, tainted=self.real_node) for n in NODES]}))
             cm.wait_ready(self._healthz("controller-manager"), timeout=60)
             sched.wait_ready(self._healthz("scheduler"), timeout=60)
             deadline = t0 + timeout
@@ -233,6 +243,8 @@ class LocalCluster:
             self._wait(lambda: "default" in self.kubectl("get", "serviceaccount", "-n", "default", "-o", "name",
                                                          check=False),
                        deadline, "the default service account", "controller-manager")
+            self._wait(lambda: "standard" in self.kubectl("get", "storageclass", "-o", "name", check=False),
+                       deadline, "the default StorageClass", "provisioner")
             if self.real_node:
                 self.node = self._make_node()
                 self._save_state()

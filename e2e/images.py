@@ -1,4 +1,4 @@
-"""ocrfleet's three container images, built on this machine without a container registry.
+"""ocrfleet's container images, built on this machine without a container registry.
 
 Each image is built from its own Dockerfile (``operator/``, ``api-image/``, ``worker-image/``)
 by podman. The Dockerfiles default to the public ``python:3.11-slim-bookworm`` (what a platform
@@ -20,6 +20,12 @@ node that has the image loaded runs a default install without pulling.
     python -m e2e.images build [NAME ...]   # build what changed (all three by default)
     python -m e2e.images list               # name, tags, size, input hash
     python -m e2e.images archive NAME       # a docker-archive for a node's containerd
+
+Beside ocrfleet's own three, the images of a pool's managed stores (Redis, PostgreSQL,
+SeaweedFS) are bootstrapped from Debian's packages (and the ``weed`` binary built from its Go
+module by ``e2e/tools/build.sh``) and tagged with the public names the CRD defaults to, so a
+default pool runs on the real node without a registry. Their commands are the operator's
+(:mod:`ocrfleet_operator.stores`), which the public images run unchanged.
 
 podman runs with ``e2e/tools/containers.conf`` (``CONTAINERS_CONF``): runc, cgroupfs, no
 ulimit changes (see that file).
@@ -71,6 +77,52 @@ IMAGES = {
     "api": Image("api", "api-image/Dockerfile"),
     "worker": Image("worker", "worker-image/Dockerfile"),
 }
+
+
+@dataclass(frozen=True)
+class StoreImage:
+    """A managed store's image: Debian packages (and files) under the public name the CRD defaults to."""
+
+    name: str
+    section: str
+    """The OcrCluster spec section whose ``managed.image`` default names it."""
+    packages: tuple[str, ...] = ()
+    hooks: tuple[str, ...] = ()
+    """mmdebstrap hook options, in order."""
+    changes: tuple[str, ...] = ()
+    """``podman import --change`` instructions."""
+
+    @property
+    def public_tag(self) -> str:
+        return crd_default_image(self.section)
+
+    def local_tag(self, digest: str) -> str:
+        return f"localhost/ocrfleet/store-{self.name}:{digest[:16]}"
+
+
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STORE_IMAGES = {
+    "redis": StoreImage("redis", "redis", packages=("redis-server",), changes=("USER 999", "CMD [\"redis-server\"]")),
+    # the postgres user gets the public image's uid (999): initdb wants its uid in /etc/passwd
+    "postgres": StoreImage(
+        "postgres", "database", packages=("postgresql-15",),
+        hooks=('--essential-hook=mkdir -p "$1/etc/postgresql-common" && '
+               'echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.conf"',
+               '--customize-hook=chroot "$1" sh -c "usermod -u 999 postgres && groupmod -g 999 postgres && '
+               'chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql"'),
+        changes=(f"ENV PATH=/usr/lib/postgresql/15/bin:{_PATH}", "USER 999", "CMD [\"postgres\"]")),
+    "seaweedfs": StoreImage("seaweedfs", "storage", hooks=("--customize-hook=copy-in {bin}/weed /usr/bin",),
+                            changes=("CMD [\"weed\"]",)),
+}
+
+
+def crd_default_image(section: str) -> str:
+    """The image an OcrCluster's ``spec.<section>.managed`` defaults to (the CRD is the truth)."""
+    import yaml
+
+    crd = yaml.safe_load((ROOT / "crds" / "ocrfleet.io_ocrclusters.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return spec["properties"][section]["properties"]["managed"]["properties"]["image"]["default"]
 
 
 class ImageBuildError(RuntimeError):
@@ -199,7 +251,7 @@ def input_hash(image: Image, base: str, wheels: Path) -> str:
 
 @dataclass
 class Built:
-    image: Image
+    image: Image | StoreImage
     tag: str
     digest: str
     seconds: float
@@ -244,11 +296,48 @@ def _forget_older_builds(image: Image, keep: str) -> None:
         podman("untag", old, old, check=False)
 
 
+def build_store(image: StoreImage, log=print) -> Built:
+    """Bootstrap a store's image from Debian (once per package list, hooks and binaries)."""
+    from e2e.cluster import build_tools
+
+    t0 = time.monotonic()
+    bin_dir = build_tools()
+    hooks = [h.format(bin=bin_dir) for h in image.hooks]
+    digest = hashlib.sha256(f"recipe {RECIPE}\n{BASE_SUITE}\n{image.packages}\n{hooks}\n{image.changes}".encode())
+    for hook in image.hooks:  # the files copied in
+        if "{bin}/" in hook:
+            digest.update((bin_dir / hook.split("{bin}/", 1)[1].split()[0]).read_bytes())
+    digest = digest.hexdigest()
+    tag = image.local_tag(digest)
+    rebuilt = not image_id(tag)
+    if rebuilt:
+        log(f"bootstrapping {image.name} ({tag}) from Debian ...")
+        tarball = CACHE / "images" / f"store-{image.name}-{digest[:16]}.tar"
+        tarball.parent.mkdir(parents=True, exist_ok=True)
+        include = [f"--include={','.join(image.packages)}"] if image.packages else []
+        proc = subprocess.run(["mmdebstrap", "--variant=minbase", *include, *hooks, BASE_SUITE, str(tarball)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ImageBuildError(f"mmdebstrap ({image.name}) failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        changes = [arg for change in image.changes for arg in ("--change", change)]
+        podman("import", *changes, str(tarball), tag)
+        tarball.unlink()
+        _forget_older_builds(image, tag)
+        log(f"built {image.name} in {time.monotonic() - t0:.0f} s")
+    podman("tag", tag, image.public_tag)
+    return Built(image, tag, digest, time.monotonic() - t0, rebuilt=rebuilt)
+
+
 def build_all(names: list[str] | None = None, log=print) -> dict[str, Built]:
-    """Build (or find) each named image; one base and one wheelhouse for all."""
-    base = ensure_base(log)
-    wheels = ensure_wheelhouse(base, log)
-    return {name: build(IMAGES[name], base=base, wheels=wheels, log=log) for name in names or IMAGES}
+    """Build (or find) each named image (default: all); one base and one wheelhouse for ocrfleet's."""
+    names = names or [*IMAGES, *STORE_IMAGES]
+    built: dict[str, Built] = {}
+    if any(n in IMAGES for n in names):
+        base = ensure_base(log)
+        wheels = ensure_wheelhouse(base, log)
+        built |= {n: build(IMAGES[n], base=base, wheels=wheels, log=log) for n in names if n in IMAGES}
+    built |= {n: build_store(STORE_IMAGES[n], log=log) for n in names if n in STORE_IMAGES}
+    return built
 
 
 def archive(name: str, built: Built | None = None) -> Path:
@@ -267,14 +356,16 @@ def archive(name: str, built: Built | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.images", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["build", "list", "archive"])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(IMAGES)} (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"of {', '.join([*IMAGES, *STORE_IMAGES])} (default: all)")
     parser.add_argument("--json", type=Path, help="also write what was built (times, sizes) here")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - set(IMAGES)
+    known = [*IMAGES, *STORE_IMAGES]
+    unknown = set(args.names) - set(known)
     if unknown:
-        parser.error(f"no image named {', '.join(sorted(unknown))}; the images are {', '.join(IMAGES)}")
+        parser.error(f"no image named {', '.join(sorted(unknown))}; the images are {', '.join(known)}")
     if args.command == "archive":
-        for name in args.names or IMAGES:
+        for name in args.names or known:
             print(archive(name))
         return 0
     t0 = time.monotonic()

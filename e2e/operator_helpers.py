@@ -36,3 +36,19 @@ def report(request, line: str) -> None:
         return
     with capture.global_and_fixture_disabled():
         reporter.write_line(f"\n{line}")
+
+
+def with_redis(manifest, url: str) -> str:
+    """An OcrCluster manifest (YAML/JSON text or a dict) on this Redis, as JSON.
+
+    The operator under test runs outside the cluster (a host process, or a container beside
+    the kwok nodes), where a pool's managed Redis Service does not resolve; its pools name the
+    test Redis instead.
+    """
+    import copy
+
+    import yaml
+
+    doc = yaml.safe_load(manifest) if isinstance(manifest, str) else copy.deepcopy(manifest)
+    doc.setdefault("spec", {})["redis"] = {"url": url}
+    return json.dumps(doc)

@@ -3,13 +3,14 @@ garbage collection, examples and validation."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from e2e.operator_helpers import get_json, poll
+from e2e.operator_helpers import get_json, poll, with_redis
 
 # The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
 pytest_plugins = ["e2e.operator_support"]
@@ -21,7 +22,8 @@ apiVersion: ocrfleet.io/v1alpha1
 kind: OcrCluster
 metadata: {name: pool}
 spec:
-  workers: {minReplicas: 1, maxReplicas: 3, targetQueueDepthPerWorker: 10, scaleDownStabilizationSeconds: 30}
+  workers: {minReplicas: 1, maxReplicas: 3, targetQueueDepthPerWorker: 10, scaleDownStabilizationSeconds: 30,
+            gpu: {count: 1}}
   api: {replicas: 1}
 """
 
@@ -43,8 +45,8 @@ def condition(obj, ctype):
     return {}
 
 
-def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns):
-    apply(kind_cluster, ns, CLUSTER)
+def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns, operator_redis):
+    apply(kind_cluster, ns, with_redis(CLUSTER, operator_redis.url))
     get = lambda *a: get_json(kind_cluster, *a, "-n", ns)  # noqa: E731
 
     hpa = poll(lambda: get("hpa", "pool-worker", "--ignore-not-found"), 30, "the HPA")
@@ -53,6 +55,11 @@ def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns):
     assert get("service", "pool-api")["spec"]["ports"][0]["port"] == 80
     pdbs = {p["metadata"]["name"] for p in get("pdb")["items"]}
     assert pdbs == {"pool-api", "pool-worker"}
+    # the pool names an external Redis, so only its database and object store are managed
+    stores = {s["metadata"]["name"] for s in get("statefulsets")["items"]}
+    assert stores == {"pool-database", "pool-objects"}
+    credentials = get("secret", "pool-credentials")
+    assert "ownerReferences" not in credentials["metadata"], "the credentials outlive the pool, like its data"
     owner = get("ocrcluster", "pool")["metadata"]["uid"]
     for child in (hpa, worker, api):
         assert child["metadata"]["ownerReferences"][0]["uid"] == owner
@@ -102,15 +109,15 @@ def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns):
          "the children to be garbage-collected")
 
 
-def test_unschedulable_workers_make_the_cluster_degraded(kind_cluster, ns):
-    apply(kind_cluster, ns, """
+def test_unschedulable_workers_make_the_cluster_degraded(kind_cluster, ns, operator_redis):
+    apply(kind_cluster, ns, with_redis("""
 apiVersion: ocrfleet.io/v1alpha1
 kind: OcrCluster
 metadata: {name: greedy}
 spec:
   workers: {minReplicas: 1, maxReplicas: 2, gpu: {count: 4}}
   api: {replicas: 1}
-""")
+""", operator_redis.url))
     degraded = poll(lambda: condition(get_json(kind_cluster, "ocrcluster", "greedy", "-n", ns), "Degraded")
                     .get("status") == "True" and get_json(kind_cluster, "ocrcluster", "greedy", "-n", ns),
                     90, "Degraded: no node has 4 GPUs")
@@ -120,11 +127,14 @@ spec:
     assert condition(degraded, "Ready")["status"] == "False"
 
 
-def test_every_example_is_accepted(kind_cluster, ns):
+def test_every_example_is_accepted(kind_cluster, ns, operator_redis):
     names = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        kind_cluster.kubectl("apply", "-n", ns, "-f", str(path))
-        names += [d["metadata"]["name"] for d in yaml.safe_load_all(path.read_text()) if d]
+    for path in sorted(EXAMPLES.glob("*.yaml")):  # the pools (ocrcluster-*) before the jobs
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for doc in docs:
+            manifest = with_redis(doc, operator_redis.url) if doc["kind"] == "OcrCluster" else json.dumps(doc)
+            kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+        names += [d["metadata"]["name"] for d in docs]
     listing = kind_cluster.kubectl("get", "ocrfleet", "-n", ns)
     for name in names:
         assert name in listing

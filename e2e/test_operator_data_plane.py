@@ -23,7 +23,7 @@ import httpx
 import pytest
 from ocrfleet_operator.jobs import list_documents
 
-from e2e.operator_helpers import get_json, poll
+from e2e.operator_helpers import get_json, poll, with_redis
 from ocrfleet import docgen
 from ocrfleet.localproc import LocalProcess, free_port
 
@@ -101,7 +101,7 @@ def test_an_ocrjob_over_generated_id_cards_runs_through_the_real_data_plane(
         truth = json.loads(path.read_text())
         truths[truth["file"]] = truth
         (path.parent / truth["file"]).rename(folder / truth["file"])
-    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(CLUSTER))
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=with_redis(CLUSTER, operator.env["OCRFLEET_REDIS_URL"]))
     job = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": "cards"},
            "spec": {"clusterRef": {"name": POOL},
                     "source": {"volume": {"path": str(folder)}}}}

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from e2e.operator_helpers import get_json, poll
+from e2e.operator_helpers import get_json, poll, with_redis
 from ocrfleet.localproc import RedisServer, free_port
 from tests.images.conftest import Container
 
@@ -50,7 +50,7 @@ def test_operator_image_connects_and_reconciles(operator_image, crds, tmp_path):
         with Container(operator_image.tag, ["python", "-m", "ocrfleet_operator"], name="operator", env=env,
                        volumes={kubeconfig: "/etc/ocrfleet/kubeconfig:ro"}) as operator:
             try:
-                cluster.kubectl("apply", "-n", namespace, "-f", "-", input=POOL)
+                cluster.kubectl("apply", "-n", namespace, "-f", "-", input=with_redis(POOL, redis_server.url))
                 operator.wait_for(lambda: get_json(cluster, "deployment", "smoke-worker", "-n", namespace), 60,
                                   "the operator container to render the pool's worker Deployment")
                 status = poll(lambda: (get_json(cluster, "ocrcluster", "smoke", "-n", namespace) or {}

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from e2e.operator_helpers import get_json, poll
+from e2e.operator_helpers import get_json, poll, with_redis
 from ocrfleet import keys
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
@@ -56,8 +56,8 @@ def work(redis, cluster: str, *, limit: int, seen: list[str]) -> int:
     return done
 
 
-def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis, operator, tmp_path):
-    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(CLUSTER))
+def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis, operator, operator_redis, tmp_path):
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=with_redis(CLUSTER, operator_redis.url))
     source = documents(tmp_path / "docs", 50)
     t0 = time.monotonic()
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("fifty", "batch", source))
@@ -93,7 +93,7 @@ def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis,
     print(f"\nMEASURED job_apply_to_running_s={to_running:.1f}")
 
 
-def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, tmp_path):
+def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, operator_redis, tmp_path):
     source = documents(tmp_path / "docs", 10)
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("early", "later", source, suspend=True))
     s = poll(lambda: (s := status(kind_cluster, ns, "early")).get("reason") == "ClusterNotFound" and s, 30,
@@ -101,7 +101,7 @@ def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, tmp_
     assert s["phase"] == "Pending" and "spec.clusterRef" in s["message"]
 
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-",
-                         input=json.dumps({**CLUSTER, "metadata": {"name": "later"}}))
+                         input=with_redis({**CLUSTER, "metadata": {"name": "later"}}, operator_redis.url))
     poll(lambda: status(kind_cluster, ns, "early").get("phase") == "Suspended", 30, "Suspended once admitted")
     queue = WorkQueue(redis, keys.pool(ns, "later"))
     assert queue.depth().total == 0, "a suspended job enqueues nothing"

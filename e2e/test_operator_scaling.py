@@ -18,8 +18,8 @@ def task(i: int) -> Task:
     return Task(document_id=f"doc-{i}", tenant="t", blob=f"sha256:{i:064x}", sha256=f"{i:064x}", job="load")
 
 
-def cluster_manifest(name: str, **workers) -> str:
-    spec = {"workers": {"gpu": {"count": 0}, **workers}, "api": {"replicas": 1}}
+def cluster_manifest(name: str, redis_url: str, **workers) -> str:
+    spec = {"workers": {"gpu": {"count": 0}, **workers}, "api": {"replicas": 1}, "redis": {"url": redis_url}}
     return json.dumps({"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster",
                        "metadata": {"name": name}, "spec": spec})
 
@@ -30,10 +30,10 @@ def ready(kind_cluster, ns, name):
     return conds.get("Ready", {}).get("status") == "True" and obj
 
 
-def test_queue_depth_scales_workers_up_and_down(kind_cluster, ns, redis):
+def test_queue_depth_scales_workers_up_and_down(kind_cluster, ns, redis, operator_redis):
     name = "elastic"
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=cluster_manifest(
-        name, minReplicas=1, maxReplicas=6, targetQueueDepthPerWorker=10, scaleDownStabilizationSeconds=15))
+        name, operator_redis.url, minReplicas=1, maxReplicas=6, targetQueueDepthPerWorker=10, scaleDownStabilizationSeconds=15))
     poll(lambda: ready(kind_cluster, ns, name), 60, "the cluster to be Ready")
     replicas = lambda: get_json(kind_cluster, "deployment", f"{name}-worker", "-n", ns)["spec"]["replicas"]  # noqa: E731
     queue = WorkQueue(redis, keys.pool(ns, name))
@@ -68,10 +68,10 @@ def test_queue_depth_scales_workers_up_and_down(kind_cluster, ns, redis):
     assert scale_down >= 14
 
 
-def test_scale_to_zero_and_back(kind_cluster, ns, redis):
+def test_scale_to_zero_and_back(kind_cluster, ns, redis, operator_redis):
     name = "idle"
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=cluster_manifest(
-        name, minReplicas=0, maxReplicas=3, idleSecondsBeforeScaleToZero=0))
+        name, operator_redis.url, minReplicas=0, maxReplicas=3, idleSecondsBeforeScaleToZero=0))
     replicas = lambda: get_json(kind_cluster, "deployment", f"{name}-worker", "-n", ns)["spec"]["replicas"]  # noqa: E731
     at_zero = poll(lambda: (o := ready(kind_cluster, ns, name)) and o["status"]["workers"]["desired"] == 0 and o,
                    60, "Ready with zero workers")

@@ -68,14 +68,13 @@ def helm(cluster, *args: str, timeout: float = 300) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(real_cluster, node_images, backing, request):
+def installed(real_cluster, node_images, request):
     """``helm install`` from the repository root: CRDs, then the operator as a pod on the real node."""
     from e2e.operator_support import ROOT
 
-    redis_server, _, _ = backing
     t0 = time.monotonic()
     helm(real_cluster, "install", RELEASE, str(ROOT), "-n", SYSTEM, "--create-namespace", "--wait",
-         "--timeout", "240s", "--set", f"redis.url={redis_server.url}",
+         "--timeout", "240s",
          "--set-json", f"nodeSelector={json.dumps(REAL)}")
     report(request, f"helm install --wait: the operator pod ready in {time.monotonic() - t0:.1f} s")
     poll(lambda: "True" in real_cluster.kubectl(

@@ -2,7 +2,8 @@
 
 Nothing here talks to the API. Each function takes the cluster object as the API server
 returns it (``metadata`` and a ``spec`` with the CRD's defaults already applied) and returns
-plain dicts ready for server-side apply. The I/O lives in :mod:`.reconcile`.
+plain dicts ready for server-side apply. The I/O lives in :mod:`.clusters`; the pool's
+managed Redis, database and object store are built in :mod:`.stores`.
 
 Children of a cluster ``NAME``:
 
@@ -17,16 +18,23 @@ Children of a cluster ``NAME``:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-GROUP = "ocrfleet.io"
-VERSION = "v1alpha1"
+from ocrfleet_operator import stores
+from ocrfleet_operator.meta import (  # noqa: F401 - re-exported: the names every child carries
+    CLUSTER_LABEL,
+    COMPONENT_LABEL,
+    GROUP,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    VERSION,
+    labels,
+    metadata,
+    owner_reference,
+    selector_labels,
+)
+
 QUEUE_DEPTH_METRIC = "ocrfleet_queue_depth"
-CLUSTER_LABEL = "ocrfleet.io/cluster"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-MANAGED_BY = "ocrfleet-operator"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 TRITON_HTTP_PORT = 8000
 TRITON_GRPC_PORT = 8001
@@ -36,7 +44,7 @@ DRAIN_FILE = f"{RUN_DIR}/drain"
 BUSY_FILE = f"{RUN_DIR}/busy"
 MODELS_DIR = "/models"
 SHM_SIZE = "1Gi"
-DATA_DIR = "/data"
+DATA_DIR = stores.DATA_DIR
 
 # What the images offer (worker-image/Dockerfile, api-image/Dockerfile); tests/operator/
 # test_contracts.py checks each against the real programs.
@@ -63,15 +71,7 @@ CONTAINER_SECURITY = {
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
 
 
-@dataclass(frozen=True)
-class BuildContext:
-    """What the operator knows that the cluster's spec does not say."""
-
-    default_redis_url: str = "redis://127.0.0.1:6379/0"
-    default_database_url: str = "sqlite:////data/ocrfleet.db"
-
-
-# -- names and labels ------------------------------------------------------------------------
+# -- names -------------------------------------------------------------------------------------
 
 
 def api_name(cluster: str) -> str:
@@ -82,77 +82,25 @@ def worker_name(cluster: str) -> str:
     return f"{cluster}-worker"
 
 
-def selector_labels(cluster: str, component: str) -> dict[str, str]:
-    return {CLUSTER_LABEL: cluster, COMPONENT_LABEL: component}
-
-
-def labels(cluster: str, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "ocrfleet",
-        "app.kubernetes.io/instance": cluster,
-        "app.kubernetes.io/part-of": "ocrfleet",
-        MANAGED_BY_LABEL: MANAGED_BY,
-        **selector_labels(cluster, component),
-    }
-
-
-def owner_reference(cluster: Mapping) -> dict[str, Any]:
-    meta = cluster["metadata"]
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "OcrCluster",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _metadata(cluster: Mapping, name: str, component: str) -> dict[str, Any]:
-    meta = cluster["metadata"]
-    return {
-        "name": name,
-        "namespace": meta["namespace"],
-        "labels": labels(meta["name"], component),
-        "ownerReferences": [owner_reference(cluster)],
-    }
-
-
 # -- shared pod parts ------------------------------------------------------------------------
 
 
-def _secret_env(name: str, ref: Mapping, default_key: str = "url") -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", default_key)}}}
-
-
-def core_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
+def core_env(cluster: Mapping) -> list[dict[str, Any]]:
     """The variables every pod of a cluster reads (:class:`ocrfleet.settings.CoreSettings`)."""
-    spec = cluster["spec"]
-    redis, database = spec.get("redis", {}), spec.get("database", {})
-    env: list[dict[str, Any]] = [
-        {"name": "OCRFLEET_CLUSTER", "value": cluster["metadata"]["name"]},
-        {"name": "OCRFLEET_CLUSTER_NAMESPACE", "value": cluster["metadata"]["namespace"]},
-    ]
-    if "urlSecretRef" in redis:
-        env.append(_secret_env("OCRFLEET_REDIS_URL", redis["urlSecretRef"]))
-    else:
-        env.append({"name": "OCRFLEET_REDIS_URL", "value": redis.get("url", ctx.default_redis_url)})
-    if "urlSecretRef" in database:
-        env.append(_secret_env("OCRFLEET_DATABASE_URL", database["urlSecretRef"]))
-    else:
-        env.append({"name": "OCRFLEET_DATABASE_URL", "value": ctx.default_database_url})
-    env += [
-        {"name": "OCRFLEET_BLOB_ROOT", "value": f"{DATA_DIR}/blobs"},
+    meta = cluster["metadata"]
+    return [
+        {"name": "OCRFLEET_CLUSTER", "value": meta["name"]},
+        {"name": "OCRFLEET_CLUSTER_NAMESPACE", "value": meta["namespace"]},
+        *stores.store_env(cluster),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
-    return env
 
 
-def worker_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
+def worker_env(cluster: Mapping) -> list[dict[str, Any]]:
     """The worker process's variables (:class:`ocrfleet_worker.settings.WorkerSettings`)."""
     pre = cluster["spec"].get("preprocessing", {})
-    return core_env(cluster, ctx) + [
+    return core_env(cluster) + [
         {"name": "OCRFLEET_MAX_SIDE", "value": str(pre.get("maxSidePixels", 4096))},
         {"name": "OCRFLEET_PDF_DPI", "value": str(pre.get("pdfDpi", 200))},
         {"name": "OCRFLEET_MAX_PAGES", "value": str(pre.get("maxPages", 200))},
@@ -176,35 +124,33 @@ def triton_model_env(cluster: Mapping) -> list[dict[str, Any]]:
     ]
 
 
-def api_env(cluster: Mapping, ctx: BuildContext) -> list[dict[str, Any]]:
+def api_env(cluster: Mapping) -> list[dict[str, Any]]:
     """The API process's variables (:class:`ocrfleet_api.settings.ApiSettings`)."""
     spec = cluster["spec"]
     api, pre = spec["api"], spec.get("preprocessing", {})
-    env = core_env(cluster, ctx) + [
+    env = core_env(cluster) + [
         {"name": "OCRFLEET_PORT", "value": str(api["port"])},
         {"name": "OCRFLEET_RATE_LIMIT_REQUESTS", "value": str(api["rateLimitPerMinute"])},
         {"name": "OCRFLEET_RATE_LIMIT_WINDOW_S", "value": "60"},
         {"name": "OCRFLEET_MAX_UPLOAD_BYTES", "value": str(api["maxUploadBytes"])},
         {"name": "OCRFLEET_MAX_PDF_PAGES", "value": str(pre.get("maxPages", 200))},
     ]
-    if "authSecretRef" in api:
-        env.append(_secret_env("OCRFLEET_SIGNING_MASTER_KEY", api["authSecretRef"], "signingMasterKey"))
+    # the master key API keys' signing secrets derive from: the pool's own random one unless named
+    ref = api.get("authSecretRef") or {"name": stores.credentials_name(cluster["metadata"]["name"]),
+                                       "key": stores.SIGNING_MASTER_KEY}
+    env.append(stores.secret_env("OCRFLEET_SIGNING_MASTER_KEY", ref, "signingMasterKey"))
     return env
 
 
-def data_volume(spec: Mapping) -> dict[str, Any]:
+def data_volumes(spec: Mapping) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The documents claim (``spec.storage.pvc``, ReadWriteMany) as (volumes, mounts); none otherwise."""
     pvc = spec.get("storage", {}).get("pvc")
-    if pvc:
-        return {"name": "data", "persistentVolumeClaim": {"claimName": pvc["claimName"]}}
-    return {"name": "data", "emptyDir": {}}
-
-
-def data_mount(spec: Mapping) -> dict[str, Any]:
+    if not pvc:
+        return [], []
     mount: dict[str, Any] = {"name": "data", "mountPath": DATA_DIR}
-    sub = spec.get("storage", {}).get("pvc", {}).get("subPath")
-    if sub:
-        mount["subPath"] = sub
-    return mount
+    if pvc.get("subPath"):
+        mount["subPath"] = pvc["subPath"]
+    return [{"name": "data", "persistentVolumeClaim": {"claimName": pvc["claimName"]}}], [mount]
 
 
 def _wait_until_idle(then: str = "") -> list[str]:
@@ -216,18 +162,19 @@ def _wait_until_idle(then: str = "") -> list[str]:
 # -- API -------------------------------------------------------------------------------------
 
 
-def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
+def api_deployment(cluster: Mapping) -> Manifest:
     name = cluster["metadata"]["name"]
     spec = cluster["spec"]
     api = spec["api"]
-    volumes = [data_volume(spec), {"name": "tmp", "emptyDir": {}}]
-    mounts = [data_mount(spec), TMP_MOUNT]
+    data, data_mounts = data_volumes(spec)
+    volumes = [*data, {"name": "tmp", "emptyDir": {}}]
+    mounts = [*data_mounts, TMP_MOUNT]
     container = {
         "name": "api",
         "image": api["image"],
         "command": list(API_COMMAND),
         "ports": [{"name": "http", "containerPort": api["port"], "protocol": "TCP"}],
-        "env": api_env(cluster, ctx),
+        "env": api_env(cluster),
         "volumeMounts": mounts,
         "readinessProbe": {"httpGet": {"path": API_READY_PATH, "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": API_LIVE_PATH, "port": "http"}, "periodSeconds": 10,
@@ -238,7 +185,7 @@ def api_deployment(cluster: Mapping, ctx: BuildContext) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(cluster, api_name(name), "api"),
+        "metadata": metadata(cluster, api_name(name), "api"),
         "spec": {
             "replicas": api["replicas"],
             "revisionHistoryLimit": 3,
@@ -267,7 +214,7 @@ def api_service(cluster: Mapping) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(cluster, api_name(name), "api"),
+        "metadata": metadata(cluster, api_name(name), "api"),
         "spec": {
             "type": api["serviceType"],
             "selector": selector_labels(name, "api"),
@@ -293,7 +240,7 @@ def worker_tolerations(workers: Mapping) -> list[dict[str, Any]]:
     return tolerations
 
 
-def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | None = None) -> Manifest:
+def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manifest:
     """The worker Deployment; ``replicas`` only on creation (afterwards the HPA owns it)."""
     name = cluster["metadata"]["name"]
     spec = cluster["spec"]
@@ -302,6 +249,7 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
     gpu_resources = {gpu["resourceName"]: str(gpu["count"])} if gpu["count"] > 0 else {}
     triton_resources = _merge_resources(triton.get("resources", {}), gpu_resources)
     grace = workers["terminationGracePeriodSeconds"]
+    data, data_mounts = data_volumes(spec)
     run_mount = {"name": "run", "mountPath": RUN_DIR}
     models_mount = {"name": "models", "mountPath": MODELS_DIR}
     model_repository = {
@@ -319,8 +267,8 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
         "image": workers["image"],
         "imagePullPolicy": workers["imagePullPolicy"],
         "command": list(WORKER_COMMAND),
-        "env": worker_env(cluster, ctx),
-        "volumeMounts": [data_mount(spec), run_mount, TMP_MOUNT],
+        "env": worker_env(cluster),
+        "volumeMounts": [*data_mounts, run_mount, TMP_MOUNT],
         "resources": dict(workers.get("resources", {})),
         "securityContext": CONTAINER_SECURITY,
         # Stop taking work, then wait until the pages in hand are stored and acked.
@@ -371,7 +319,7 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
         "initContainers": [model_repository],
         "containers": [worker, triton_container],
         "volumes": [
-            data_volume(spec),
+            *data,
             {"name": "models", "emptyDir": {}},
             {"name": "run", "emptyDir": {"medium": "Memory"}},
             {"name": "tmp", "emptyDir": {}},
@@ -395,7 +343,7 @@ def worker_deployment(cluster: Mapping, ctx: BuildContext, *, replicas: int | No
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(cluster, worker_name(name), "worker"),
+        "metadata": metadata(cluster, worker_name(name), "worker"),
         "spec": deployment_spec,
     }
 
@@ -425,7 +373,7 @@ def worker_hpa(cluster: Mapping) -> Manifest:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(cluster, worker_name(name), "worker"),
+        "metadata": metadata(cluster, worker_name(name), "worker"),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker_name(name)},
             "minReplicas": max(1, workers["minReplicas"]),
@@ -470,17 +418,22 @@ def pdb(cluster: Mapping, component: str) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(cluster, f"{name}-{component}", component),
+        "metadata": metadata(cluster, f"{name}-{component}", component),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(name, component)}},
     }
 
 
-def cluster_children(cluster: Mapping, ctx: BuildContext) -> list[Manifest]:
-    """Every child of a cluster, in apply order. The worker Deployment carries no replicas."""
+def cluster_children(cluster: Mapping) -> list[Manifest]:
+    """Every child of a cluster, in apply order. The worker Deployment carries no replicas.
+
+    The managed stores come first; the credentials Secret they read is created (once) before
+    any of these, by the reconcile (:func:`ocrfleet_operator.stores.new_credentials`).
+    """
     return [
-        api_deployment(cluster, ctx),
+        *stores.managed_children(cluster),
+        api_deployment(cluster),
         api_service(cluster),
-        worker_deployment(cluster, ctx),
+        worker_deployment(cluster),
         worker_hpa(cluster),
         pdb(cluster, "api"),
         pdb(cluster, "worker"),

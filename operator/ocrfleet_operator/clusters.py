@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from ocrfleet import keys
 from ocrfleet.queue import QueueDepth
-from ocrfleet_operator import builders, decisions
+from ocrfleet_operator import builders, decisions, stores
 from ocrfleet_operator.kube import KubeError
 from ocrfleet_operator.runtime import Runtime
 
@@ -43,12 +43,26 @@ def ensure_child(rt: Runtime, desired: Mapping, *, create_with_replicas: int | N
     return "unchanged"
 
 
+def ensure_credentials(rt: Runtime, cluster: Mapping) -> str:
+    """The pool's credentials Secret: created once with random values, never rewritten."""
+    meta = cluster["metadata"]
+    if rt.kube.get("Secret", meta["namespace"], stores.credentials_name(meta["name"])) is not None:
+        return "unchanged"
+    try:
+        rt.kube.create(stores.new_credentials(cluster))
+    except KubeError as exc:
+        if exc.status != 409:  # another reconcile created it first: keep theirs
+            raise
+        return "unchanged"
+    return "created"
+
+
 def apply_children(rt: Runtime, cluster: Mapping) -> dict[str, str]:
     """Every child of the cluster, created or brought back to its spec."""
+    outcome = {f"Secret/{stores.credentials_name(cluster['metadata']['name'])}": ensure_credentials(rt, cluster)}
     rt.register_cluster(cluster)
-    outcome = {}
     worker = builders.worker_name(cluster["metadata"]["name"])
-    for child in builders.cluster_children(cluster, rt.ctx):
+    for child in builders.cluster_children(cluster):
         initial = (builders.initial_worker_replicas(cluster)
                    if child["kind"] == "Deployment" and child["metadata"]["name"] == worker else None)
         outcome[f"{child['kind']}/{child['metadata']['name']}"] = ensure_child(
@@ -59,7 +73,7 @@ def apply_children(rt: Runtime, cluster: Mapping) -> dict[str, str]:
 def repair_child(rt: Runtime, cluster: Mapping, kind: str, name: str) -> str:
     """Bring one child back after someone deleted or edited it."""
     worker = builders.worker_name(cluster["metadata"]["name"])
-    for child in builders.cluster_children(cluster, rt.ctx):
+    for child in builders.cluster_children(cluster):
         if child["kind"] == kind and child["metadata"]["name"] == name:
             initial = builders.initial_worker_replicas(cluster) if kind == "Deployment" and name == worker else None
             return ensure_child(rt, child, create_with_replicas=initial)
@@ -102,6 +116,9 @@ def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
                                 sub="scale", field_manager=SCALER_MANAGER)
             current = target
 
+    managed = [c["metadata"]["name"] for c in stores.managed_children(cluster) if c["kind"] == "StatefulSet"]
+    stores_ready = sum(1 for s in managed
+                       if ((rt.kube.get("StatefulSet", ns, s) or {}).get("status") or {}).get("readyReplicas", 0) >= 1)
     pods = rt.kube.list("Pod", ns, label_selector=f"{builders.CLUSTER_LABEL}={name}")
     problems = [p for pod in pods for p in decisions.pod_problems(pod, now)]
     if depth is not None:
@@ -116,6 +133,8 @@ def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
         workers_exist=worker_dep is not None,
         api_exists=api_dep is not None,
         problems=problems,
+        stores_desired=len(managed),
+        stores_ready=stores_ready,
     )
     not_ready_since = decisions.next_not_ready_since(obs, _parse(previous.get("notReadySince")), now)
     obs = decisions.ClusterObservation(**{**obs.__dict__, "not_ready_since": not_ready_since})

@@ -101,11 +101,26 @@ class ClusterObservation:
     api_exists: bool = True
     not_ready_since: datetime | None = None
     problems: Sequence[PodProblem] = field(default_factory=tuple)
+    stores_desired: int = 0
+    """Managed stores (Redis, database, object store) the pool runs; each one pod."""
+    stores_ready: int = 0
+
+    @property
+    def all_ready(self) -> bool:
+        return (self.workers_ready >= self.workers_desired and self.api_ready >= self.api_desired
+                and self.stores_ready >= self.stores_desired)
+
+    def summary(self) -> str:
+        if not self.stores_desired:
+            return (f"{self.workers_ready}/{self.workers_desired} workers and "
+                    f"{self.api_ready}/{self.api_desired} API pods ready")
+        return (f"{self.workers_ready}/{self.workers_desired} workers, {self.api_ready}/{self.api_desired} API "
+                f"pods and {self.stores_ready}/{self.stores_desired} managed stores ready")
 
 
 def next_not_ready_since(obs: ClusterObservation, previous: datetime | None, now: datetime) -> datetime | None:
     """When the workers stopped being all ready (None while they are)."""
-    if obs.workers_ready >= obs.workers_desired and obs.api_ready >= obs.api_desired:
+    if obs.all_ready:
         return None
     return previous or now
 
@@ -124,15 +139,12 @@ def cluster_conditions(
         missing = ", ".join(n for n, ok in (("API", obs.api_exists), ("workers", obs.workers_exist)) if not ok)
         ready = Condition("Ready", "False", "Creating", f"creating {missing}")
         progressing = Condition("Progressing", "True", "Creating", f"creating {missing}")
-    elif obs.workers_ready >= obs.workers_desired and obs.api_ready >= obs.api_desired:
+    elif obs.all_ready:
         reason = "ScaledToZero" if obs.workers_desired == 0 else "AllReplicasReady"
-        ready = Condition("Ready", "True", reason,
-                          f"{obs.workers_ready}/{obs.workers_desired} workers and "
-                          f"{obs.api_ready}/{obs.api_desired} API pods ready")
+        ready = Condition("Ready", "True", reason, obs.summary())
         progressing = Condition("Progressing", "False", "Stable", "")
     else:
-        message = (f"{obs.workers_ready}/{obs.workers_desired} workers and "
-                   f"{obs.api_ready}/{obs.api_desired} API pods ready")
+        message = obs.summary()
         ready = Condition("Ready", "False", degraded.reason if degraded else "NotAllReplicasReady", message)
         progressing = (
             Condition("Progressing", "False", "Degraded", degraded.message)
@@ -163,8 +175,7 @@ def _degraded(obs: ClusterObservation, *, startup_deadline: timedelta, now: date
     if obs.not_ready_since is not None and now - obs.not_ready_since >= startup_deadline:
         return _Why(
             "StartupDeadlineExceeded",
-            f"not all pods ready after {int(startup_deadline.total_seconds())} s "
-            f"({obs.workers_ready}/{obs.workers_desired} workers, {obs.api_ready}/{obs.api_desired} API)",
+            f"not all pods ready after {int(startup_deadline.total_seconds())} s ({obs.summary()})",
         )
     return None
 

@@ -26,6 +26,7 @@ _INTERVALS = OperatorSettings()
 CHILD_SELECTOR = f"{builders.MANAGED_BY_LABEL}={builders.MANAGED_BY}"
 CHILDREN = (
     ("apps", "v1", "deployments", "Deployment"),
+    ("apps", "v1", "statefulsets", "StatefulSet"),
     ("", "v1", "services", "Service"),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),

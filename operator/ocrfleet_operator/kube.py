@@ -18,6 +18,7 @@ import httpx
 # Where each kind the operator handles lives: (API prefix, plural).
 RESOURCES: dict[str, tuple[str, str]] = {
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "Service": ("/api/v1", "services"),
     "Pod": ("/api/v1", "pods"),
     "Secret": ("/api/v1", "secrets"),

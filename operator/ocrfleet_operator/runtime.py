@@ -6,6 +6,7 @@ URL, the blob store, the status writer and the registry of queues the metrics ad
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from ocrfleet import keys
 from ocrfleet.blobs import LocalBlobStore
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
-from ocrfleet_operator.builders import BuildContext
+from ocrfleet_operator import stores
 from ocrfleet_operator.kube import Kube
 from ocrfleet_operator.settings import OperatorSettings
 from ocrfleet_operator.status import StatusWriter
@@ -28,7 +29,6 @@ class Runtime:
     kube: Kube
     status: StatusWriter
     blobs: LocalBlobStore
-    ctx: BuildContext
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
     _clusters: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> redis URL
     _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -42,7 +42,6 @@ class Runtime:
             kube=kube,
             status=StatusWriter(kube, min_interval=settings.status_min_interval),
             blobs=LocalBlobStore(settings.blob_root),
-            ctx=BuildContext(default_redis_url=settings.redis_url, default_database_url=settings.database_url),
         )
 
     def close(self) -> None:
@@ -53,19 +52,22 @@ class Runtime:
     # -- Redis per cluster ---------------------------------------------------------------------
 
     def redis_url(self, cluster: Mapping) -> str:
-        """The cluster's Redis: spec.redis.url, the Secret it names, or the operator's default."""
-        spec_redis = cluster.get("spec", {}).get("redis", {})
+        """The cluster's Redis: spec.redis.url, the Secret it names, or the managed one's Service."""
+        meta, spec_redis = cluster["metadata"], cluster.get("spec", {}).get("redis", {})
         if spec_redis.get("url"):
             return spec_redis["url"]
         ref = spec_redis.get("urlSecretRef")
         if ref:
-            import base64
+            return self._secret_value(meta["namespace"], ref["name"], ref.get("key", "url"))
+        password = self._secret_value(meta["namespace"], stores.credentials_name(meta["name"]), stores.REDIS_PASSWORD)
+        return stores.managed_redis_url(cluster, password)
 
-            secret = self.kube.get("Secret", cluster["metadata"]["namespace"], ref["name"]) or {}
-            value = (secret.get("data") or {}).get(ref.get("key", "url"))
-            if value:
-                return base64.b64decode(value).decode()
-        return self.settings.redis_url
+    def _secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = self.kube.get("Secret", namespace, name) or {}
+        value = (secret.get("data") or {}).get(key)
+        if not value:
+            raise LookupError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(value).decode()
 
     def redis_for_url(self, url: str) -> redis.Redis:
         with self._lock:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from ocrfleet_operator import builders
-from ocrfleet_operator.builders import BuildContext, drifted
+from ocrfleet_operator.builders import drifted
 
 from .conftest import make_cluster
-
-CTX = BuildContext(default_redis_url="redis://redis.ocr:6379/0")
 
 
 def containers(deployment):
@@ -19,8 +17,14 @@ def env(container):
 
 
 def test_children_names_kinds_and_owner(cluster):
-    children = builders.cluster_children(cluster, CTX)
+    children = builders.cluster_children(cluster)
     assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
+        ("StatefulSet", "pool-redis"),
+        ("Service", "pool-redis"),
+        ("StatefulSet", "pool-database"),
+        ("Service", "pool-database"),
+        ("StatefulSet", "pool-objects"),
+        ("Service", "pool-objects"),
         ("Deployment", "pool-api"),
         ("Service", "pool-api"),
         ("Deployment", "pool-worker"),
@@ -38,8 +42,8 @@ def test_children_names_kinds_and_owner(cluster):
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ocrfleet-operator"
 
 
-def test_worker_pod_holds_worker_and_triton_with_one_gpu(cluster):
-    dep = builders.worker_deployment(cluster, CTX)
+def test_worker_pod_holds_worker_and_triton_with_one_gpu():
+    dep = builders.worker_deployment(make_cluster({"workers": {"gpu": {"count": 1}}}))
     assert "replicas" not in dep["spec"], "the HPA owns replicas after creation"
     pod = dep["spec"]["template"]["spec"]
     c = containers(dep)
@@ -51,7 +55,7 @@ def test_worker_pod_holds_worker_and_triton_with_one_gpu(cluster):
     assert c["worker"]["image"] == "ghcr.io/ocrfleet/worker:0.1.0"
     e = env(c["worker"])
     assert e["OCRFLEET_CLUSTER"] == "pool"
-    assert e["OCRFLEET_REDIS_URL"] == "redis://redis.ocr:6379/0"
+    assert e["OCRFLEET_CLUSTER_NAMESPACE"] == "ocr"
     assert e["OCRFLEET_TRITON_URL"] == "127.0.0.1:8001"
     assert e["OCRFLEET_CONSUMER_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert e["OCRFLEET_MAX_SIDE"] == "4096"
@@ -84,7 +88,7 @@ def test_worker_spec_fields_flow_into_the_pod():
         "database": {"urlSecretRef": {"name": "db", "key": "dsn"}},
         "storage": {"pvc": {"claimName": "docs", "subPath": "ocr"}},
     })
-    dep = builders.worker_deployment(cluster, CTX, replicas=3)
+    dep = builders.worker_deployment(cluster, replicas=3)
     pod = dep["spec"]["template"]["spec"]
     c = containers(dep)
     assert dep["spec"]["replicas"] == 3
@@ -102,7 +106,7 @@ def test_worker_spec_fields_flow_into_the_pod():
 
 
 def test_cpu_workers_ask_for_no_gpu_and_no_gpu_toleration():
-    dep = builders.worker_deployment(make_cluster({"workers": {"gpu": {"count": 0}}}), CTX)
+    dep = builders.worker_deployment(make_cluster({"workers": {"gpu": {"count": 0}}}))
     pod = dep["spec"]["template"]["spec"]
     assert containers(dep)["triton"]["resources"] == {}
     assert env(pod["initContainers"][0])["OCRFLEET_TRITON_KIND"] == "cpu"
@@ -139,7 +143,7 @@ def test_hpa_bounds_and_windows_follow_the_spec_and_never_go_below_one():
 
 def test_api_deployment_and_service(cluster):
     cluster["spec"]["api"]["authSecretRef"] = {"name": "signing", "key": "signingMasterKey"}
-    dep = builders.api_deployment(cluster, CTX)
+    dep = builders.api_deployment(cluster)
     svc = builders.api_service(cluster)
     c = containers(dep)["api"]
     assert dep["spec"]["replicas"] == 2
@@ -176,15 +180,15 @@ def test_drift_ignores_server_defaults_but_sees_changes(cluster):
 def test_api_pods_follow_the_api_placement(cluster):
     cluster["spec"]["api"]["nodeSelector"] = {"pool": "cpu"}
     cluster["spec"]["api"]["tolerations"] = [{"key": "dedicated", "operator": "Exists"}]
-    pod = builders.api_deployment(cluster, CTX)["spec"]["template"]["spec"]
+    pod = builders.api_deployment(cluster)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"pool": "cpu"}
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
     del cluster["spec"]["api"]["nodeSelector"], cluster["spec"]["api"]["tolerations"]
-    assert "nodeSelector" not in builders.api_deployment(cluster, CTX)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in builders.api_deployment(cluster)["spec"]["template"]["spec"]
 
 
 def test_every_container_runs_unprivileged_on_a_read_only_root_with_a_writable_tmp(cluster):
-    for deployment in (builders.api_deployment(cluster, CTX), builders.worker_deployment(cluster, CTX)):
+    for deployment in (builders.api_deployment(cluster), builders.worker_deployment(cluster)):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == builders.IMAGE_USER
@@ -195,5 +199,5 @@ def test_every_container_runs_unprivileged_on_a_read_only_root_with_a_writable_t
             assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
             mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
             assert "emptyDir" in volumes[mounts["/tmp"]], f"{c['name']} has no writable /tmp"
-    triton = containers(builders.worker_deployment(cluster, CTX))["triton"]
+    triton = containers(builders.worker_deployment(cluster))["triton"]
     assert {"name": "shm", "mountPath": "/dev/shm"} in triton["volumeMounts"]

@@ -28,13 +28,11 @@ from pathlib import Path
 import pytest
 import yaml
 from ocrfleet_operator import builders
-from ocrfleet_operator.builders import BuildContext
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .conftest import ROOT, make_cluster
 
-CTX = BuildContext(default_redis_url="redis://redis.ocr:6379/0")
 #: Triton's standard (KServe v2) HTTP health paths; model paths come from our repository.
 TRITON_HEALTH_PATHS = {"/v2/health/live", "/v2/health/ready"}
 FULL_CPU_SPEC = {
@@ -58,7 +56,7 @@ def example_clusters() -> dict[str, dict]:
 
 
 def pods(cluster: dict) -> list[dict]:
-    return [c["spec"]["template"]["spec"] for c in builders.cluster_children(cluster, CTX) if c["kind"] == "Deployment"]
+    return [c["spec"]["template"]["spec"] for c in builders.cluster_children(cluster) if c["kind"] == "Deployment"]
 
 
 def all_containers() -> list[tuple[str, dict, dict]]:
