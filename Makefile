@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test deps system venv k8s-tools images lint bench clean
 
-demo: deps ## bring up the local control plane, install ocrfleet, process sample documents
+demo: deps images ## the main job on a local cluster with a real node: helm install, a pool, an OcrJob, its results
 	$(PY) -m e2e.demo
 
 test: deps images ## every test: lint, unit, real Redis/PostgreSQL/Triton, images, e2e on the local control plane

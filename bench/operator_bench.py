@@ -183,10 +183,7 @@ def run(jobs: int, docs: int, steady_s: float) -> dict:
         for crd in ("ocrclusters.ocrfleet.io", "ocrjobs.ocrfleet.io"):
             cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        source = tmp / "docs"
-        source.mkdir()
-        for i in range(docs):
-            (source / f"page-{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + f"document {i}".encode())
+        source = [f"https://documents.example.internal/bench/page-{i:03d}.png" for i in range(docs)]
         with RedisServer() as redis_server:
             op = OperatorProcess(cluster, redis_server.url, tmp)
             for name in TEST_TIMINGS:  # the e2e tests' short intervals: use the production defaults
@@ -212,7 +209,7 @@ def _measure(cluster, op, sampler, jw, redis_url, source, jobs, docs, steady_s) 
         "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}, "redis": {"url": redis_url}}}))
     manifest = {"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": f"job-{i:04d}"},
-         "spec": {"clusterRef": {"name": POOL}, "source": {"volume": {"path": str(source)}}}}
+         "spec": {"clusterRef": {"name": POOL}, "source": {"urls": source}}}
         for i in range(jobs)]}
     cpu0 = sampler.cpu_s()
     t0 = time.monotonic()

@@ -1,100 +1,123 @@
-"""``make demo``: ocrfleet on a local Kubernetes control plane, end to end where it can be.
+"""``make demo``: the main job, as a user sees it, on a local cluster with a real node.
 
-1. starts (or reuses) the local control plane of :mod:`e2e.cluster`;
-2. installs the chart from the repository root with Helm (CRDs first, then the operator);
-3. applies the example OcrCluster and OcrJob where they exist, and shows what Kubernetes sees;
-4. processes a generated set of sample documents through the embedded data plane
-   (``ocrfleet process``: Redis, Triton and the OCR model as local processes) where it exists.
+1. a local Kubernetes control plane with a real kubelet node (:mod:`e2e.cluster`, root);
+2. the images built here (ocrfleet's three and the managed stores'), loaded into the node;
+3. ``helm upgrade --install`` of the chart at the repository root;
+4. ``kubectl apply -f examples/ocrcluster-minimal.yaml``: a pool with defaults only;
+5. sample documents (ID cards, bank statements, PDFs) put into the pool's object store;
+6. ``kubectl apply -f examples/ocrjob-samples.yaml``, followed by one live progress line;
+7. the extracted fields, read through the pool's API, and where to look next.
 
-The cluster keeps running afterwards; ``python -m e2e.cluster down`` stops it.
+Exits non-zero when the job does not succeed. The cluster keeps running afterwards
+(``python -m e2e.cluster down`` stops it); a second run reuses it and runs the job again.
 """
 
 from __future__ import annotations
 
-import subprocess
+import json
 import sys
 import time
 from pathlib import Path
 
 from e2e.cluster import LocalCluster
+from e2e.mainjob import ROOT, Pool, helm_install, load_images, progress_line
+from ocrfleet import docgen
 
-ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "demo"
+SAMPLES = 12
 
 
 def step(title: str) -> None:
     print(f"\n==> {title}", flush=True)
 
 
-def run(*argv: str, check: bool = True) -> int:
-    print("$ " + " ".join(argv), flush=True)
-    return subprocess.run(argv, cwd=ROOT, check=check).returncode
+def cluster_up() -> LocalCluster:
+    cluster = LocalCluster("ocrfleet", real_node=True)
+    if cluster.is_running():
+        cluster.attach()
+        if cluster.real_node:
+            print("reusing the running cluster")
+            return cluster
+        print("the running cluster has no real node: starting it again with one")
+    cluster.create()
+    return cluster
+
+
+def samples(directory: Path) -> list[tuple[Path, dict]]:
+    out = []
+    for truth_path in docgen.generate(directory, SAMPLES, seed=2026):
+        truth = json.loads(truth_path.read_text())
+        out.append((truth_path.parent / truth["file"], truth))
+    return out
+
+
+def show_results(results: list[dict]) -> None:
+    print(f"{'document':28} {'type':15} field = value")
+    for r in sorted(results, key=lambda r: r["filename"]):
+        if r["status"] != "succeeded":
+            print(f"{r['filename']:28} {r['status']:15} {(r.get('error') or {}).get('message', '')}")
+            continue
+        fields = [(f["name"], f["value"]) for p in r["pages"] for f in p["fields"]][:4]
+        kind = r.get("document_type") or "?"
+        first = f"{fields[0][0]} = {fields[0][1]}" if fields else "(no fields; text lines only)"
+        print(f"{r['filename']:28} {kind:15} {first}")
+        for name, value in fields[1:]:
+            print(f"{'':28} {'':15} {name} = {value}")
 
 
 def main() -> int:
-    cluster = LocalCluster("ocrfleet")
-    step("local Kubernetes control plane (kube-apiserver, controller-manager, scheduler, etcd, kwok)")
     t0 = time.monotonic()
-    if cluster.is_running():
-        cluster.attach()
-        print("reusing the running cluster")
-    else:
-        cluster.create()
-    print(f"ready in {time.monotonic() - t0:.1f} s; KUBECONFIG={cluster.kubeconfig_path}")
-    kubectl = [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig_path}"]
-    run(*kubectl, "version")
-    run(*kubectl, "get", "nodes", "-L", "nvidia.com/gpu.product")
+    step("a local Kubernetes control plane with a real kubelet node")
+    cluster = cluster_up()
+    kubectl = f"kubectl --kubeconfig={cluster.kubeconfig_path}"
+    print(cluster.kubectl("get", "nodes", "-o", "wide"))
 
-    step("helm install ocrfleet (the repository root is the chart)")
-    helm = [str(cluster.helm), f"--kubeconfig={cluster.kubeconfig_path}"]
-    run(*helm, "upgrade", "--install", "ocrfleet", str(ROOT), "--namespace", "ocrfleet-system",
-        "--create-namespace", "--wait", "--timeout", "120s")
-    run(*kubectl, "get", "crd", "-l", "app.kubernetes.io/part-of=ocrfleet", check=False)
-    run(*kubectl, "get", "all", "-n", "ocrfleet-system")
+    step("images: built from Debian packages and the wheels (cached), loaded into the node")
+    load_images(cluster)
 
-    examples = sorted((ROOT / "examples").glob("*.yaml"))
-    if examples:
-        step("example resources")
-        for path in examples:
-            run(*kubectl, "apply", "-f", str(path), check=False)
-        run(*kubectl, "get", "ocrfleet", "-A", check=False)
-        step("the operator, run here as a process (kwok pods run nothing), reconciles them")
-        _reconcile_examples(cluster, kubectl)
+    step("helm upgrade --install ocrfleet . -n ocrfleet-system")
+    helm_install(cluster)
+    print(cluster.kubectl("get", "pods", "-n", "ocrfleet-system", "-o", "wide"))
 
-    step("process sample documents through the embedded data plane (Redis, Triton, the OCR model)")
-    samples, results = ROOT / "out" / "samples", ROOT / "out" / "results.jsonl"
-    run(sys.executable, "-m", "ocrfleet.cli", "samples", str(samples), "--count", "12")
-    run(sys.executable, "-m", "ocrfleet.cli", "process", str(samples), "-o", str(results))
+    step(f"kubectl apply -n {NAMESPACE} -f examples/ocrcluster-minimal.yaml   (spec: {{}})")
+    pool = Pool.from_example(cluster, NAMESPACE)
+    t1 = time.monotonic()
+    pool.wait_ready(900, on_change=lambda line: print(f"  [{time.monotonic() - t1:4.0f} s] Ready={line}", flush=True))
+    print(cluster.kubectl("get", "ocrcluster,statefulsets,deployments,pods,pvc", "-n", NAMESPACE))
 
-    step("done")
-    print(f"export KUBECONFIG={cluster.kubeconfig_path}   # look around with kubectl")
-    print("python -m e2e.cluster down                # stop the local control plane")
+    step(f"{SAMPLES} sample documents into the pool's object store (s3://ocrfleet/samples/)")
+    docs = samples(ROOT / "out" / "demo-samples")
+    keys = pool.put_documents([path for path, _ in docs], "samples/")
+    print(", ".join(k.removeprefix("samples/") for k in keys))
+
+    step(f"kubectl apply -n {NAMESPACE} -f examples/ocrjob-samples.yaml")
+    cluster.kubectl("delete", "ocrjob", "samples", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "ocrjob-samples.yaml"))
+    last = ""
+
+    def show(status: dict) -> None:
+        nonlocal last
+        line = progress_line(status)
+        if line != last:
+            print(f"\r  {line:72}", end="", flush=True)
+            last = line
+
+    final = pool.watch_job("samples", 900, show)
+    print()
+    if final["phase"] != "Succeeded":
+        print(f"the job did not succeed: {final.get('reason')}: {final.get('message')}", file=sys.stderr)
+        print(cluster.kubectl("get", "pods,events", "-n", NAMESPACE, check=False), file=sys.stderr)
+        return 1
+
+    step(f"the extracted fields, through the API ({final['results']['path']})")
+    show_results(pool.job_results("samples", pool.api_key(NAMESPACE)))
+
+    step(f"done in {time.monotonic() - t0:.0f} s; where to look next")
+    print(f"  {kubectl} get ocrfleet -n {NAMESPACE}                 # the pool and the job")
+    print(f"  {kubectl} get ocrjob samples -n {NAMESPACE} -o yaml   # counts, pages/s, results route")
+    print(f"  {kubectl} logs -n {NAMESPACE} deploy/minimal-worker -c worker")
+    print("  README.md (the API, the CRDs), docs/architecture.md; python -m e2e.cluster down   # stop it all")
     return 0
-
-
-def _reconcile_examples(cluster: LocalCluster, kubectl: list[str]) -> None:
-    """Run ``python -m ocrfleet_operator`` with a local Redis until the examples have a status."""
-    import tempfile
-
-    from e2e.operator_support import OperatorProcess
-    from ocrfleet.localproc import RedisServer
-
-    with RedisServer() as redis, tempfile.TemporaryDirectory(prefix="ocrfleet-demo-") as tmp:
-        operator = OperatorProcess(cluster, redis.url, Path(tmp))
-        operator.start()
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                out = subprocess.run([*kubectl, "get", "ocrcluster", "-A", "-o",
-                                      "jsonpath={.items[*].status.observedGeneration}"],
-                                     capture_output=True, text=True).stdout
-                if len(out.split()) >= 2:
-                    break
-                time.sleep(1)
-            run(*kubectl, "get", "ocrfleet", "-A", check=False)
-            run(*kubectl, "get", "deployments,hpa,pdb", "-A", "-l", "app.kubernetes.io/part-of=ocrfleet",
-                check=False)
-        finally:
-            operator.stop()
 
 
 if __name__ == "__main__":

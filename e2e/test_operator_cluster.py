@@ -134,7 +134,7 @@ def test_every_example_is_accepted(kind_cluster, ns, operator_redis):
         for doc in docs:
             manifest = with_redis(doc, operator_redis.url) if doc["kind"] == "OcrCluster" else json.dumps(doc)
             kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifest)
-        names += [d["metadata"]["name"] for d in docs]
+        names += [d["metadata"]["name"] for d in docs if d["kind"] in ("OcrCluster", "OcrJob")]
     listing = kind_cluster.kubectl("get", "ocrfleet", "-n", ns)
     for name in names:
         assert name in listing
@@ -176,13 +176,19 @@ spec:
   source: {source}
 """
     err = rejected(kind_cluster, namespace, job.format(
-        cluster="pool", source='{urls: ["https://x/a.png"], volume: {path: /data}}'))
+        cluster="pool", source='{urls: ["https://x/a.png"], volume: {path: inbox}}'))
     assert "set exactly one document source" in err
     err = rejected(kind_cluster, namespace, job.format(cluster="pool", source="{}"))
     assert "set exactly one document source" in err
     err = rejected(kind_cluster, namespace, job.format(cluster="pool", source='{urls: ["ftp://x/a.png"]}'))
     assert "spec.source.urls[0]" in err
+    err = rejected(kind_cluster, namespace, job.format(cluster="pool", source='{urls: ["file:///etc/passwd"]}'))
+    assert "spec.source.urls[0]" in err, "no file:// sources"
+    err = rejected(kind_cluster, namespace, job.format(cluster="pool", source="{volume: {path: /etc}}"))
+    assert "spec.source.volume.path" in err, "volume paths are relative to the pool's volume"
+    err = rejected(kind_cluster, namespace, job.format(cluster="pool", source="{volume: {path: inbox/../../etc}}"))
+    assert "must not contain '..'" in err
 
-    apply(kind_cluster, namespace, job.format(cluster="pool", source="{volume: {path: /data}}"))
-    err = rejected(kind_cluster, namespace, job.format(cluster="other", source="{volume: {path: /data}}"))
+    apply(kind_cluster, namespace, job.format(cluster="pool", source="{volume: {path: inbox}}"))
+    err = rejected(kind_cluster, namespace, job.format(cluster="other", source="{volume: {path: inbox}}"))
     assert "clusterRef is immutable" in err

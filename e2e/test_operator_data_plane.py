@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ocrfleet_operator.jobs import list_documents
 
 from e2e.operator_helpers import get_json, poll, with_redis
 from ocrfleet import docgen
@@ -72,7 +71,9 @@ def data_plane(operator, ns, triton, api_key, tmp_path):
                        env={**env, "OCRFLEET_HOST": "127.0.0.1", "OCRFLEET_PORT": str(port)})
     worker = LocalProcess("worker", [sys.executable, "-m", "ocrfleet_worker"], workdir=tmp_path,
                           env={**env, "OCRFLEET_ENGINE": "triton", "OCRFLEET_TRITON_URL": triton.grpc_url,
-                               "OCRFLEET_CONSUMER_NAME": "e2e-worker", "PYTHONPATH": str(ROOT)})
+                               "OCRFLEET_CONSUMER_NAME": "e2e-worker", "PYTHONPATH": str(ROOT),
+                               # the pool's documents volume, where the worker lists and reads the job
+                               "OCRFLEET_SOURCE_VOLUME_ROOT": str(tmp_path / "volume")})
     base = f"http://127.0.0.1:{port}"
     try:
         api.start(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, timeout=60)
@@ -93,8 +94,8 @@ def phase_events(kind_cluster, ns: str, name: str) -> list[str]:
 def test_an_ocrjob_over_generated_id_cards_runs_through_the_real_data_plane(
         kind_cluster, ns, operator, data_plane, api_key, tmp_path):
     base, worker = data_plane
-    folder = tmp_path / "incoming"  # the documents only; their truth files stay apart
-    folder.mkdir()
+    folder = tmp_path / "volume" / "incoming"  # the documents only; their truth files stay apart
+    folder.mkdir(parents=True)
     truths = {}
     for path in docgen.generate(tmp_path / "generated", DOCUMENTS, seed=50, kinds=("id_card",),
                                 clean_fraction=1.0):
@@ -104,7 +105,7 @@ def test_an_ocrjob_over_generated_id_cards_runs_through_the_real_data_plane(
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=with_redis(CLUSTER, operator.env["OCRFLEET_REDIS_URL"]))
     job = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": "cards"},
            "spec": {"clusterRef": {"name": POOL},
-                    "source": {"volume": {"path": str(folder)}}}}
+                    "source": {"volume": {"path": "incoming"}}}}
 
     t0 = time.monotonic()
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(job))
@@ -127,26 +128,30 @@ def test_an_ocrjob_over_generated_id_cards_runs_through_the_real_data_plane(
                                "inFlight": 0, "done": DOCUMENTS}
     assert phase_events(kind_cluster, ns, "cards") == ["Pending", "Running", "Succeeded"]
 
-    # every result, over HTTP, as the job's tenant
-    documents = list_documents(get_json(kind_cluster, "ocrjob", "cards", "-n", ns))
-    assert len(documents) == DOCUMENTS
+    # every result, over HTTP, as the job's tenant, from the route the job's status names
+    assert final["results"]["path"] == "/v1/ocrjobs/cards/results"
     headers = {"Authorization": f"Bearer {api_key}"}
     exact = {"name": 0, "id_number": 0, "birth_date": 0}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        for doc in documents:
-            response = client.get(f"/v1/documents/{doc.document_id}")
-            assert response.status_code == 200, response.text
-            result = response.json()
-            assert (result["status"], result["tenant"], result["filename"]) == ("succeeded", ns, doc.filename)
+        documents, after = [], ""
+        while True:
+            listed = client.get(final["results"]["path"], params={"limit": 20, "after": after})
+            assert listed.status_code == 200, listed.text
+            documents += listed.json()["documents"]
+            if not (after := listed.json()["next"]):
+                break
+        assert sorted(d["filename"] for d in documents) == sorted(truths)
+        for result in documents:
+            assert (result["status"], result["tenant"]) == ("succeeded", ns)
             assert result["job"] == f"{ns}.cards"
-            truth = truths[doc.filename]
+            truth = truths[result["filename"]]
             page = result["pages"][0]
-            assert page["document_type"] == "id_card", (doc.filename, page["document_type"])
+            assert page["document_type"] == "id_card", (result["filename"], page["document_type"])
             got = {f["name"]: f["value"] for f in page["fields"]}
             for name in exact:
                 exact[name] += got.get(name) == truth["fields"][name]
         # another tenant's key would not see them; no key gets a problem document, not a result
-        anonymous = httpx.get(f"{base}/v1/documents/{documents[0].document_id}", timeout=10)
+        anonymous = httpx.get(f"{base}/v1/documents/{documents[0]['document_id']}", timeout=10)
         assert anonymous.status_code == 401
     for name, hits in exact.items():  # clean cards: the model bench reads >= 98 % of fields exactly
         assert hits >= DOCUMENTS - 2, f"{name}: only {hits}/{DOCUMENTS} exact"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from e2e.operator_helpers import get_json, poll, with_redis
 from ocrfleet import keys
@@ -23,17 +22,14 @@ CLUSTER = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster",
            "metadata": {"name": "batch"}, "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}}}
 
 
-def documents(directory: Path, n: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        (directory / f"page-{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + f"document {i}".encode())
-    return directory
+def documents(n: int) -> list[str]:
+    """Document URLs: the operator enqueues references and never fetches them (the test plays the worker)."""
+    return [f"https://documents.example.internal/inbox/page-{i:03d}.png" for i in range(n)]
 
 
-def job_manifest(name: str, cluster: str, path: Path, **spec) -> str:
+def job_manifest(name: str, cluster: str, urls: list[str], **spec) -> str:
     return json.dumps({"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": name},
-                       "spec": {"clusterRef": {"name": cluster}, "source": {"volume": {"path": str(path)}},
-                                **spec}})
+                       "spec": {"clusterRef": {"name": cluster}, "source": {"urls": urls}, **spec}})
 
 
 def status(kind_cluster, ns, name):
@@ -58,7 +54,7 @@ def work(redis, cluster: str, *, limit: int, seen: list[str]) -> int:
 
 def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis, operator, operator_redis, tmp_path):
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=with_redis(CLUSTER, operator_redis.url))
-    source = documents(tmp_path / "docs", 50)
+    source = documents(50)
     t0 = time.monotonic()
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("fifty", "batch", source))
     poll(lambda: status(kind_cluster, ns, "fifty").get("counts", {}).get("enqueued") == 50, 30, "50 enqueued")
@@ -94,7 +90,7 @@ def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis,
 
 
 def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, operator_redis, tmp_path):
-    source = documents(tmp_path / "docs", 10)
+    source = documents(10)
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("early", "later", source, suspend=True))
     s = poll(lambda: (s := status(kind_cluster, ns, "early")).get("reason") == "ClusterNotFound" and s, 30,
              "a clear condition for the missing cluster")

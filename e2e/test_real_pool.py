@@ -21,32 +21,18 @@ import httpx
 import pytest
 from ocrfleet_api.tenants import TenantDirectory
 
-from e2e.images import archive, build_all
+from e2e.mainjob import SYSTEM
 from e2e.node import NODE_IP
 from e2e.operator_helpers import get_json, poll, report
+from e2e.real_support import REAL
 from ocrfleet import docgen
 from ocrfleet.localproc import PostgresServer, RedisServer
 from ocrfleet.store import ResultStore, make_engine
 
 pytestmark = pytest.mark.slow
-RELEASE, SYSTEM = "ocrfleet", "ocrfleet-system"
-REAL = {"ocrfleet.io/node": "real"}
+pytest_plugins = ["e2e.real_support"]
 MASTER_KEY = "real-node-signing-master-key-0123456789abcdef"
 POOL = "cpu"
-
-
-@pytest.fixture(scope="module")
-def node_images(real_cluster, request):
-    """The three images, built (or found) and imported into the node's containerd."""
-    t0 = time.monotonic()
-    built = build_all()
-    for name, image in built.items():
-        t1 = time.monotonic()
-        imported = real_cluster.load_docker_image(archive(name, image), image.image.public_tag)
-        report(request, f"image {name} {'imported into' if imported else 'already on'} the node "
-                        f"({time.monotonic() - t1:.0f} s)")
-    report(request, f"images ready on the node in {time.monotonic() - t0:.0f} s")
-    return built
 
 
 @pytest.fixture(scope="module")
@@ -56,35 +42,6 @@ def backing(tmp_path_factory):
         store = ResultStore(make_engine(pg.url))
         store.create_schema()
         yield redis_server, pg, store
-
-
-def helm(cluster, *args: str, timeout: float = 300) -> str:
-    import subprocess
-
-    proc = subprocess.run([str(cluster.helm), f"--kubeconfig={cluster.kubeconfig_path}", *args],
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"helm {' '.join(args[:2])} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def installed(real_cluster, node_images, request):
-    """``helm install`` from the repository root: CRDs, then the operator as a pod on the real node."""
-    from e2e.operator_support import ROOT
-
-    t0 = time.monotonic()
-    helm(real_cluster, "install", RELEASE, str(ROOT), "-n", SYSTEM, "--create-namespace", "--wait",
-         "--timeout", "240s",
-         "--set-json", f"nodeSelector={json.dumps(REAL)}")
-    report(request, f"helm install --wait: the operator pod ready in {time.monotonic() - t0:.1f} s")
-    poll(lambda: "True" in real_cluster.kubectl(
-        "get", "apiservice", "v1beta1.external.metrics.k8s.io", "-o",
-        "jsonpath={.status.conditions[?(@.type=='Available')].status}", check=False),
-        120, "the operator's metrics APIService to be Available (aggregator -> Service -> operator pod)")
-    yield
-    real_cluster.kubectl("delete", "ocrjobs,ocrclusters", "--all", "--all-namespaces", "--wait=true",
-                         "--timeout=120s", check=False, timeout=150)
-    helm(real_cluster, "uninstall", RELEASE, "-n", SYSTEM, "--wait")
 
 
 def operator_pod(cluster) -> dict:
@@ -138,12 +95,18 @@ def pool_manifests(namespace: str, redis_url: str, database_url: str, documents:
 
 
 @pytest.fixture(scope="module")
-def pool(real_cluster, installed, backing, tmp_path_factory, request):
+def documents_volume(tmp_path_factory):
+    """The host directory behind the pool's ReadWriteMany documents claim."""
+    documents = documents_volume
+    return documents
+
+
+@pytest.fixture(scope="module")
+def pool(real_cluster, installed, backing, documents_volume, request):
     """A CPU pool on the real node, Ready by its pods' real probes."""
     redis_server, pg, store = backing
     namespace = f"real-{uuid.uuid4().hex[:6]}"
-    documents = tmp_path_factory.mktemp("documents")
-    documents.chmod(0o777)  # a hostPath volume: the images' user writes it
+    documents = documents_volume
     real_cluster.kubectl("create", "namespace", namespace)
     t0 = time.monotonic()
     real_cluster.kubectl("apply", "-f", "-", input=json.dumps(
@@ -220,6 +183,41 @@ def test_a_document_posted_to_the_api_service_comes_back_with_its_result(real_cl
     assert page["document_type"] == "id_card"
     fields = {f["name"]: f["value"] for f in page["fields"]}
     assert fields.get("birth_date") == truth["fields"]["birth_date"], (fields, truth["fields"])
+
+
+def test_an_ocrjob_over_the_documents_volume_is_listed_and_read_by_the_workers(
+        real_cluster, pool, documents_volume, tmp_path, request):
+    namespace, store = pool
+    inbox = documents_volume / "inbox" / "2025-01"
+    inbox.mkdir(parents=True)
+    truths = {}
+    for truth_path in docgen.generate(tmp_path / "docs", 6, seed=31):
+        truth = json.loads(truth_path.read_text())
+        (truth_path.parent / truth["file"]).rename(inbox / truth["file"])
+        truths[truth["file"]] = truth
+    (inbox / "README.txt").write_text("not a document of this job")
+    (documents_volume / "inbox" / "escape").symlink_to("/etc")  # a way out of the volume, refused
+    t0 = time.monotonic()
+    real_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": "from-volume"},
+        "spec": {"clusterRef": {"name": POOL}, "source": {"volume": {"path": "inbox", "glob": "*.*"}},
+                 "failurePolicy": {"maxFailedFraction": 0.5}}}))
+
+    def finished():
+        status = (get_json(real_cluster, "ocrjob", "from-volume", "-n", namespace) or {}).get("status", {})
+        return status.get("phase") in ("Succeeded", "Failed") and status
+
+    final = poll(finished, 600, "the volume job to finish", interval=2)
+    report(request, f"OcrJob over the documents volume: {final['counts']} in {time.monotonic() - t0:.0f} s")
+    # six documents and the README (it fails: not a document); nothing from /etc came in
+    assert final["phase"] == "Succeeded" and final["counts"]["total"] == 7, final
+    assert final["counts"]["succeeded"] == 6 and final["counts"]["failed"] == 1, final
+    with store.session() as s:
+        from ocrfleet.store import DocumentRow
+
+        rows = s.query(DocumentRow).filter(DocumentRow.job == f"{namespace}.from-volume").all()
+        names = sorted(r.filename for r in rows)
+    assert names == sorted([*truths, "README.txt"]), names
 
 
 # -- faults: a killed worker container, a busy worker scaled away ------------------------------------

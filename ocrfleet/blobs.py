@@ -201,6 +201,56 @@ class S3BlobStore(_Staging):
     def stage(self, max_bytes: int | None) -> StagedBlob:
         return StagedBlob(self, self.staging, max_bytes)
 
+    # -- other objects of the store (job sources: ``s3://bucket/key``) -------------------------
+
+    def read_object(self, bucket: str, key: str, *, max_bytes: int) -> bytes:
+        """Any object of the store, up to ``max_bytes``."""
+        from ocrfleet.errors import SourceNotFound
+
+        where = f"s3://{bucket}/{key}"
+        with _s3_errors(f"reading {where}"):
+            try:
+                stat = self.client.stat_object(bucket, key)
+            except S3Error as exc:
+                if exc.code in _MISSING:
+                    raise SourceNotFound(f"{where}: no such object") from None
+                raise
+            if stat.size is not None and stat.size > max_bytes:
+                raise DocumentTooLarge(f"{where} is {stat.size:,} bytes, over the {max_bytes:,}-byte limit")
+            response = self.client.get_object(bucket, key)
+            try:
+                return response.read(max_bytes + 1)
+            finally:
+                response.close()
+                response.release_conn()
+
+    def list_objects(self, bucket: str, prefix: str, *, limit: int) -> list[str]:
+        """Keys under ``prefix`` in key order, at most ``limit``."""
+        from ocrfleet.errors import SourceNotFound
+
+        with _s3_errors(f"listing s3://{bucket}/{prefix}"):
+            try:
+                keys = []
+                for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
+                    if not obj.is_dir:
+                        keys.append(obj.object_name)
+                    if len(keys) >= limit:
+                        break
+                return sorted(keys)
+            except S3Error as exc:
+                if exc.code in _MISSING:
+                    raise SourceNotFound(f"s3://{bucket}: no such bucket") from None
+                raise
+
+    def put_object(self, bucket: str, key: str, data: bytes) -> None:
+        """Store ``data`` under any key (how documents get into a job's s3:// source)."""
+        import io
+
+        with _s3_errors(f"writing s3://{bucket}/{key}"):
+            if not self.client.bucket_exists(bucket):
+                self.client.make_bucket(bucket)
+            self.client.put_object(bucket, key, io.BytesIO(data), len(data))
+
     def commit_file(self, path: str, digest: str) -> None:
         ref = f"sha256:{digest}"
         with _s3_errors(f"storing {ref}"):

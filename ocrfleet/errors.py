@@ -53,3 +53,15 @@ class UnsupportedType(InvalidDocument):
     """The magic bytes name no type ocrfleet reads."""
 
     code = "unsupported_type"
+
+
+class SourceRefused(PermanentError):
+    """A job's source is outside what the pool may read (URL allowlist, volume confinement)."""
+
+    code = "source_refused"
+
+
+class SourceNotFound(PermanentError):
+    """A job's source names nothing that exists."""
+
+    code = "source_not_found"

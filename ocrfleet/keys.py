@@ -51,6 +51,11 @@ def job_enqueued(cluster: str, job: str) -> str:
     return f"{_prefix(cluster)}:job:{job}:enqueued"
 
 
+def job_source_error(cluster: str, job: str) -> str:
+    """Why a job's source could not be listed (set by the worker that tried), for its status."""
+    return f"{_prefix(cluster)}:job:{job}:source-error"
+
+
 def throughput(cluster: str) -> str:
     """A sorted set of recent completion timestamps, for pages/s and ETAs."""
     return f"{_prefix(cluster)}:throughput"

@@ -68,6 +68,14 @@ class JobProgress:
         )
         return bool(counted)
 
+    def record_source_error(self, job: str, message: str) -> None:
+        """The job's source cannot be listed; the operator fails the job with this message."""
+        self.redis.set(keys.job_source_error(self.cluster, job), message)
+
+    def source_error(self, job: str) -> str:
+        value = self.redis.get(keys.job_source_error(self.cluster, job))
+        return value.decode() if isinstance(value, bytes) else (value or "")
+
     def read(self, job: str) -> JobCounts:
         raw = self.redis.hgetall(keys.job_progress(self.cluster, job))
         data = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
@@ -80,4 +88,5 @@ class JobProgress:
 
     def forget(self, job: str) -> None:
         """Remove a job's counters (after its TTL)."""
-        self.redis.delete(keys.job_progress(self.cluster, job), keys.job_done(self.cluster, job))
+        self.redis.delete(keys.job_progress(self.cluster, job), keys.job_done(self.cluster, job),
+                          keys.job_source_error(self.cluster, job))

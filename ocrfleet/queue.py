@@ -33,12 +33,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Task:
-    """One document to process: what travels through the queue."""
+    """One document to process: what travels through the queue.
+
+    ``blob``/``sha256`` name bytes already in the blob store (API uploads). A job's document
+    comes as a ``source`` instead (:mod:`ocrfleet.sources`), fetched by the worker. A
+    ``listing`` task carries a job's whole volume or S3 source (its ``spec.source`` as JSON):
+    the worker that takes it lists the source and enqueues one document task per entry.
+    """
 
     document_id: str
     tenant: str
-    blob: str
-    sha256: str
+    blob: str = ""
+    sha256: str = ""
     job: str = ""
     namespace: str = ""
     filename: str = ""
@@ -47,6 +53,11 @@ class Task:
     priority: str = "normal"
     attempt: int = 1
     enqueued_at: float = field(default_factory=time.time)
+    source: str = ""
+    kind: str = "document"
+    """``document``, or ``listing`` (expands into document tasks)."""
+    max_attempts: int = 0
+    """Tries before the dead letters (an OcrJob's maxAttemptsPerDocument); 0: the queue's own."""
 
     def to_fields(self) -> dict[str, str]:
         data = asdict(self)
@@ -60,8 +71,8 @@ class Task:
         return cls(
             document_id=f["document_id"],
             tenant=f["tenant"],
-            blob=f["blob"],
-            sha256=f["sha256"],
+            blob=f.get("blob", ""),
+            sha256=f.get("sha256", ""),
             job=f.get("job", ""),
             namespace=f.get("namespace", ""),
             filename=f.get("filename", ""),
@@ -70,6 +81,9 @@ class Task:
             priority=f.get("priority", "normal"),
             attempt=int(f.get("attempt", "1")),
             enqueued_at=float(f.get("enqueued_at", "0")),
+            source=f.get("source", ""),
+            kind=f.get("kind", "document"),
+            max_attempts=int(f.get("max_attempts", "0")),
         )
 
 
@@ -197,11 +211,15 @@ class WorkQueue:
                 task = Task.from_fields(fields)
                 delivery = Delivery(stream=name, message_id=mid, task=task, deliveries=times)
                 # Deliveries to dead workers count as attempts, on top of explicit retries.
-                if task.attempt + times - 1 > self.max_attempts:
+                if task.attempt + times - 1 > self.attempts_of(task):
                     exhausted.append(delivery)
                 else:
                     fresh.append(delivery)
         return fresh, exhausted
+
+    def attempts_of(self, task: Task) -> int:
+        """How many tries ``task`` gets: its own limit (an OcrJob's), else the pool's."""
+        return task.max_attempts or self.max_attempts
 
     def ack(self, delivery: Delivery) -> None:
         """The task's outcome is stored: forget it (XACK and XDEL together)."""
@@ -215,7 +233,7 @@ class WorkQueue:
 
         Returns True when the task was re-enqueued, False when it went to the dead letters.
         """
-        if delivery.task.attempt >= self.max_attempts:
+        if delivery.task.attempt >= self.attempts_of(delivery.task):
             self.dead_letter(delivery, error)
             return False
         task = replace(delivery.task, attempt=delivery.task.attempt + 1)

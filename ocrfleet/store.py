@@ -183,6 +183,18 @@ class ResultStore:
             ).first()
             return None if doc is None else self._to_result(s, doc)
 
+    def job_documents(self, job: str, *, tenant: str, limit: int, after: str = ""
+                      ) -> list[tuple[DocumentResult, list[str]]]:
+        """One page of an OcrJob's documents in id order (ids after ``after``), each with its mask fields."""
+        with self.session() as s:
+            docs = s.scalars(
+                select(DocumentRow)
+                .where(DocumentRow.job == job, DocumentRow.tenant == tenant, DocumentRow.id > after)
+                .order_by(DocumentRow.id)
+                .limit(limit)
+            ).all()
+            return [(self._to_result(s, d), list(d.mask_fields or [])) for d in docs]
+
     def pages(self, document_id: str) -> list[PageResult]:
         with self.session() as s:
             rows = s.scalars(select(PageRow).where(PageRow.document_id == document_id).order_by(PageRow.page))

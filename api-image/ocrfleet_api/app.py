@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from ocrfleet import __version__
 from ocrfleet_api import problems
 from ocrfleet_api.metrics import MetricsMiddleware
-from ocrfleet_api.routers import batches, documents, health, stats
+from ocrfleet_api.routers import batches, documents, health, ocrjobs, stats
 from ocrfleet_api.services import Services
 from ocrfleet_api.settings import ApiSettings
 
@@ -45,7 +45,7 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
     app = FastAPI(title="ocrfleet API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
-    for router in (documents.router, batches.router, stats.router, health.router):
+    for router in (documents.router, batches.router, ocrjobs.router, stats.router, health.router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from ocrfleet.keys import PRIORITIES
-from ocrfleet.results import DOCUMENT_TYPES, DocumentStatus
+from ocrfleet.results import DOCUMENT_TYPES, DocumentResult, DocumentStatus
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 _TYPE_DOC = f"one of {', '.join(DOCUMENT_TYPES)}"
@@ -79,6 +79,14 @@ class TenantStats(BaseModel):
     cache_hit_rate: float | None = Field(None, description="Cache hits over cache checks plus uploads.")
     success_rate: float | None = Field(None, description="Succeeded over finished documents.")
     p95_processing_ms: float | None = None
+
+
+class JobResults(BaseModel):
+    """One page of an OcrJob's results."""
+
+    job: str = Field(description="The job: namespace.name.")
+    documents: list[DocumentResult]
+    next: str | None = Field(None, description="Pass as `after` for the next page; null on the last page.")
 
 
 class Health(BaseModel):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from ocrfleet import sources
 from ocrfleet.blobs import BlobStore, StagedBlob
 from ocrfleet.errors import DocumentTooLarge, OcrfleetError
 from ocrfleet.sniff import DocumentInfo, DocumentInspector
@@ -231,17 +231,9 @@ async def fetch_document(url: str, blobs: BlobStore, limits: UploadLimits, *, al
     if not allowed_prefixes:
         raise Problem(422, "url_submission_disabled",
                       "this deployment does not fetch documents from URLs; upload the file instead")
-    try:
-        parsed = httpx.URL(url)  # normalized: dot segments removed, so "/docs/../x" cannot escape "/docs/"
-    except Exception:
-        raise Problem(422, "url_not_allowed", "the URL is malformed") from None
-    url = str(parsed)
-    # Servers decode %2e%2e into "..": refuse dot segments and backslashes after decoding too.
-    decoded = urllib.parse.unquote(parsed.path)
-    escapes = "\\" in decoded or any(seg in (".", "..") for seg in decoded.split("/"))
-    if parsed.scheme not in ("http", "https") or parsed.userinfo or escapes or \
-            not any(url.startswith(p) for p in allowed_prefixes):
+    if not sources.allowed(url, allowed_prefixes):  # the one rule of what may be fetched
         raise Problem(422, "url_not_allowed", "the URL is not under a prefix this deployment fetches from")
+    url = str(httpx.URL(url))
     staged = blobs.stage(limits.max_document_bytes)
     inspector = DocumentInspector(max_pixels=limits.max_pixels, max_pages=limits.max_pages)
     try:

@@ -17,6 +17,7 @@ Children of a cluster ``NAME``:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,6 +106,8 @@ def worker_env(cluster: Mapping) -> list[dict[str, Any]]:
         {"name": "OCRFLEET_PDF_DPI", "value": str(pre.get("pdfDpi", 200))},
         {"name": "OCRFLEET_MAX_PAGES", "value": str(pre.get("maxPages", 200))},
         {"name": "OCRFLEET_TRITON_URL", "value": f"127.0.0.1:{TRITON_GRPC_PORT}"},
+        {"name": "OCRFLEET_SOURCE_URL_ALLOWLIST", "value": json.dumps(cluster["spec"]["sources"]["urlAllowlist"])},
+        *([{"name": "OCRFLEET_SOURCE_VOLUME_ROOT", "value": DATA_DIR}] if cluster["spec"]["storage"].get("pvc") else []),
         {"name": "OCRFLEET_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "OCRFLEET_DRAIN_FILE", "value": DRAIN_FILE},
         {"name": "OCRFLEET_BUSY_FILE", "value": BUSY_FILE},

@@ -1,120 +1,36 @@
-"""Reconciling one OcrJob: admit it, feed its documents into the queue, fold progress into status.
+"""Reconciling one OcrJob: admit it, enqueue its references, fold progress into status.
 
 One function, :func:`tick`, is level-triggered and idempotent: the create/resume/update
-handlers call it at once and a timer calls it every few seconds. Documents are enqueued
-through a per-job dedupe set, so an operator restarted mid-job never enqueues one twice.
+handlers call it at once and a timer calls it every few seconds. What the source turns into
+on the queue is :mod:`.jobsource`'s (references only: workers list and fetch); tasks go in
+through a per-job dedupe set (:mod:`ocrfleet.intake`), so an operator restarted mid-job
+never enqueues one twice.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-import httpx
-
-from ocrfleet import keys
+from ocrfleet import intake, keys
 from ocrfleet.progress import JobCounts
-from ocrfleet.queue import Task
-from ocrfleet_operator import phases
+from ocrfleet_operator import builders, jobsource, phases
+from ocrfleet_operator.jobsource import job_key
 from ocrfleet_operator.phases import Phase
 from ocrfleet_operator.runtime import Runtime, pool_of
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Document:
-    document_id: str
-    location: str  # a URL or a file path
-    filename: str
-
-
-class SourceError(Exception):
-    """The job's source cannot be listed or read; the message says what to fix."""
-
-
-def job_key(meta: Mapping) -> str:
-    """The job's name in Redis keys and queue messages (unique per namespace)."""
-    return f"{meta['namespace']}.{meta['name']}"
-
-
-def list_documents(job: Mapping) -> list[Document]:
-    """The job's documents in a stable order with stable ids (the same after a restart)."""
-    meta, source = job["metadata"], job["spec"]["source"]
-    ns_uuid = uuid.UUID(meta["uid"]) if _is_uuid(meta["uid"]) else uuid.uuid5(uuid.NAMESPACE_URL, meta["uid"])
-    if "urls" in source:
-        locations = list(source["urls"])
-    elif "volume" in source:
-        root = Path(source["volume"]["path"])
-        if not root.is_dir():
-            raise SourceError(f"source.volume.path {root} is not a directory the operator can read")
-        pattern = source["volume"].get("glob", "*")
-        locations = sorted(str(p) for p in root.rglob("*") if p.is_file() and fnmatch.fnmatch(p.name, pattern))
-    else:
-        raise SourceError("source.s3 is not supported by this operator version; use source.urls or source.volume")
-    return [
-        Document(str(uuid.uuid5(ns_uuid, f"{i}:{loc}")), loc, Path(urlparse(loc).path).name or f"doc-{i}")
-        for i, loc in enumerate(locations)
-    ]
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
-
-
-def fetch(location: str, *, http: Callable[[str], bytes] | None = None) -> bytes:
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path)).read_bytes()
-    if http is not None:
-        return http(location)
-    response = httpx.get(location, timeout=60, follow_redirects=True)
-    response.raise_for_status()
-    return response.content
-
-
-def feed(rt: Runtime, job: Mapping, cluster: Mapping, documents: list[Document]) -> int:
-    """Enqueue the documents not enqueued yet; returns how many went in now."""
-    meta, spec = job["metadata"], job["spec"]
+def feed(rt: Runtime, job: Mapping, cluster: Mapping) -> None:
+    """Enqueue the job's references: its URL documents, or the listing task of its volume/S3 source."""
     queue, progress = rt.queue_for(cluster), rt.progress_for(cluster)
-    jkey = job_key(meta)
-    dedupe = keys.job_enqueued(pool_of(cluster), jkey)
-    queue.ensure_groups()
-    progress.set_total(jkey, len(documents))
-    seen = {m.decode() for m in queue.redis.smembers(dedupe)}
-    added = 0
-    for doc in documents:
-        if doc.document_id in seen:
-            continue
-        try:
-            blob = rt.blobs.put_bytes(fetch(doc.location))
-        except Exception as exc:  # one unreadable document fails itself, not the job
-            log.warning("job %s: cannot read %s: %s", jkey, doc.location, exc)
-            if queue.redis.sadd(dedupe, doc.document_id):
-                progress.record_enqueued(jkey)
-                progress.record_outcome(jkey, doc.document_id, succeeded=False, now=time.time())
-            continue
-        task = Task(
-            document_id=doc.document_id, tenant=meta["namespace"], blob=blob.ref, sha256=blob.sha256,
-            job=jkey, namespace=meta["namespace"], filename=doc.filename,
-            document_type=spec.get("documentType", "auto"), mask_fields=tuple(spec.get("maskFields", [])),
-            priority=spec.get("priority", "normal"),
-        )
-        if queue.enqueue(task, dedupe_set=dedupe):
-            progress.record_enqueued(jkey)
-            added += 1
-    return added
+    tasks = jobsource.url_documents(job)
+    if tasks is not None:
+        intake.enqueue_job(queue, progress, job_key(job["metadata"]), tasks)
+    else:
+        intake.enqueue_listing(queue, jobsource.listing(job))
 
 
 def tick(rt: Runtime, job: Mapping, *, now: datetime | None = None,
@@ -155,12 +71,10 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
             if removed:  # they go back in on resume
                 progress.record_enqueued(jkey, -removed)
         else:
-            try:
-                counts = progress.read(jkey)
-                if not progress.redis.hexists(progress_key, "total") or counts.enqueued < counts.total:
-                    feed(rt, job, cluster, list_documents(job))
-            except SourceError as exc:
-                source_error = str(exc)
+            counts = progress.read(jkey)
+            if not progress.redis.hexists(progress_key, "total") or counts.enqueued < counts.total:
+                feed(rt, job, cluster)
+            source_error = progress.source_error(jkey)  # a worker could not list the source
         counts = progress.read(jkey)
         listed = bool(progress.redis.hexists(progress_key, "total"))
     verdict = phases.next_phase(
@@ -192,7 +106,7 @@ def _status(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCount
         "message": verdict.message,
         "counts": {"total": counts.total, "enqueued": counts.enqueued, "succeeded": counts.succeeded,
                    "failed": counts.failed, "inFlight": counts.in_flight, "done": counts.done},
-        "results": {"store": "ocrfleet results store (GET /v1/jobs/{job}/results)", "job": job_key(job["metadata"])},
+        "results": results_ref(job, cluster),
     }
     if verdict.phase is Phase.RUNNING and not previous.get("startTime"):
         status["startTime"] = ts
@@ -248,3 +162,12 @@ def cleanup(rt: Runtime, job: Mapping) -> int:
     queue.redis.delete(keys.job_enqueued(pool_of(cluster), jkey))
     rt.status.forget(meta["uid"])
     return removed
+
+
+def results_ref(job: Mapping, cluster: Mapping | None) -> dict:
+    """Where the job's results are read: the pool API's route, paged (a key of the job's namespace)."""
+    name = job["metadata"]["name"]
+    ref = {"job": job_key(job["metadata"]), "path": f"/v1/ocrjobs/{name}/results"}
+    if cluster is not None:
+        ref["url"] = f"{builders.api_endpoint(cluster)}{ref['path']}"
+    return ref

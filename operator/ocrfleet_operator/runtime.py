@@ -1,7 +1,7 @@
 """What the handlers share, created once at start-up and kept in kopf's ``memo``.
 
 Clients live here, never in module globals: the Kubernetes client, one Redis client per
-URL, the blob store, the status writer and the registry of queues the metrics adapter reads.
+URL, the status writer and the registry of queues the metrics adapter reads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import redis
 
 from ocrfleet import keys
-from ocrfleet.blobs import LocalBlobStore
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
 from ocrfleet_operator import stores
@@ -28,7 +27,6 @@ class Runtime:
     settings: OperatorSettings
     kube: Kube
     status: StatusWriter
-    blobs: LocalBlobStore
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
     _clusters: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> redis URL
     _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -41,7 +39,6 @@ class Runtime:
             settings=settings,
             kube=kube,
             status=StatusWriter(kube, min_interval=settings.status_min_interval),
-            blobs=LocalBlobStore(settings.blob_root),
         )
 
     def close(self) -> None:

@@ -120,5 +120,5 @@ def test_the_operator_reaches_a_managed_redis_with_the_password_from_the_secret(
             assert (kind, namespace, name) == ("Secret", "ocr", "pool-credentials")
             return {"data": {"redis-password": base64.b64encode(b"abc123").decode()}}
 
-    rt = Runtime(settings=None, kube=SecretsOnly(), status=None, blobs=None)
+    rt = Runtime(settings=None, kube=SecretsOnly(), status=None)
     assert rt.redis_url(cluster) == "redis://:abc123@pool-redis.ocr.svc:6379/0"

@@ -24,21 +24,25 @@ current document finish and then ends the loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ocrfleet import intake
 from ocrfleet.blobs import BlobStore
 from ocrfleet.errors import PermanentError
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Delivery, Task, WorkQueue
 from ocrfleet.results import DocumentError, PageResult
+from ocrfleet.sources import SourceAccess, list_source
+from ocrfleet.sources import fetch as fetch_source
 from ocrfleet.store import DocumentRow, ResultStore
 from ocrfleet_worker.drain import DrainFiles
 from ocrfleet_worker.masking import MaskPolicy, mask_page
@@ -80,7 +84,8 @@ class Worker:
 
     def __init__(self, *, queue: WorkQueue, store: ResultStore, progress: JobProgress,
                  blobs: BlobStore, pipeline: DocumentPipeline, consumer: str,
-                 pacing: Pacing | None = None, drain: DrainFiles | None = None) -> None:
+                 pacing: Pacing | None = None, drain: DrainFiles | None = None,
+                 sources: SourceAccess | None = None) -> None:
         self.queue = queue
         self.store = store
         self.progress = progress
@@ -89,6 +94,7 @@ class Worker:
         self.consumer = consumer
         self.pacing = pacing or Pacing()
         self.drain = drain or DrainFiles()
+        self.sources = sources or SourceAccess(max_bytes=pipeline.limits.max_bytes)
         self.stats = WorkerStats()
         self._stopping = threading.Event()
         self._next_reclaim = 0.0
@@ -171,10 +177,18 @@ class Worker:
         """Process one delivery to a stored outcome, then ack (or re-enqueue) it."""
         task = delivery.task
         try:
+            if task.kind == "listing":
+                self._expand(task)
+                self.queue.ack(delivery)
+                return
             pages = self._process(task)
         except PermanentError as exc:
-            log.info("document %s failed: %s: %s", task.document_id, exc.code, exc)
-            self._fail(task, DocumentError(code=exc.code, message=str(exc)))
+            if task.kind == "listing":  # the job fails with this message (its status says what to fix)
+                log.info("job %s: its source cannot be listed: %s", task.job, exc)
+                self.progress.record_source_error(task.job, str(exc))
+            else:
+                log.info("document %s failed: %s: %s", task.document_id, exc.code, exc)
+                self._fail(task, DocumentError(code=exc.code, message=str(exc)))
             self.queue.ack(delivery)
             return
         except QUEUE_ERRORS:
@@ -187,14 +201,23 @@ class Worker:
                                          now=time.time())
         self.queue.ack(delivery)
 
+    def _expand(self, listing: Task) -> int:
+        """List a job's volume or S3 source and enqueue its documents (once each, counted once)."""
+        refs = list_source(json.loads(listing.source), self.sources)
+        added = intake.enqueue_job(self.queue, self.progress, listing.job, intake.document_tasks(listing, refs))
+        log.info("job %s: listed %d documents, %d enqueued now", listing.job, len(refs), added)
+        return added
+
     def _process(self, task: Task) -> int:
         """Store the document's result; returns its page count."""
-        self.store.add_document(_document_row(task))
         with self.store.session() as s:
-            status = s.get(DocumentRow, task.document_id).status
-            page_count = s.get(DocumentRow, task.document_id).page_count
-        if status == "succeeded":  # stored by an earlier delivery that died before its ack
-            return page_count
+            row = s.get(DocumentRow, task.document_id)
+            if row is not None and row.status == "succeeded":  # an earlier delivery died before its ack
+                return row.page_count
+        if not task.blob:  # a job's document: fetched here, under the pool's source rules
+            blob = self.blobs.put_bytes(fetch_source(task.source, self.sources))
+            task = replace(task, blob=blob.ref, sha256=blob.sha256)
+        self.store.add_document(_document_row(task))
         cached = self._cached_pages(task)
         if cached is not None:
             source, document_type, pages = cached
@@ -240,7 +263,7 @@ class Worker:
     def _retry(self, delivery: Delivery, exc: Exception) -> None:
         task = delivery.task
         error = f"{type(exc).__name__}: {exc}"
-        if task.attempt >= self.queue.max_attempts:
+        if task.attempt >= self.queue.attempts_of(task):
             self._give_up(delivery, f"failed {task.attempt} times; last error: {error}")
             return
         delay = self.pacing.backoff(task.attempt)
@@ -252,7 +275,10 @@ class Worker:
 
     def _give_up(self, delivery: Delivery, error: str) -> None:
         """The last attempt failed: store the failure, then dead-letter (in that order)."""
-        self._fail(delivery.task, DocumentError(code="attempts_exhausted", message=error))
+        if delivery.task.kind == "listing":
+            self.progress.record_source_error(delivery.task.job, f"listing the source {error}")
+        else:
+            self._fail(delivery.task, DocumentError(code="attempts_exhausted", message=error))
         self.queue.dead_letter(delivery, error)
         self.stats.dead_lettered += 1
 

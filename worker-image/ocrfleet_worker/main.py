@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from ocrfleet.blobs import open_blob_store
+from ocrfleet.blobs import S3BlobStore, open_blob_store
 from ocrfleet.errors import TemporaryError
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
@@ -65,12 +65,14 @@ def build_worker(settings: WorkerSettings, *, engine: PageReader | None = None) 
                                   socket_connect_timeout=5, health_check_interval=30)
     store = ResultStore(make_engine(settings.database_url))
     _create_schema(store)
+    blobs = open_blob_store(settings)
     return Worker(
         queue=WorkQueue(client, settings.pool, max_attempts=settings.max_attempts,
                         claim_idle_ms=settings.claim_idle_ms),
         store=store,
         progress=JobProgress(client, settings.pool),
-        blobs=open_blob_store(settings),
+        blobs=blobs,
+        sources=settings.source_access(blobs if isinstance(blobs, S3BlobStore) else None),
         pipeline=DocumentPipeline(engine or build_engine(settings), settings.decode_limits()),
         consumer=settings.consumer_name,
         pacing=Pacing(block_ms=settings.block_ms, reclaim_interval_s=settings.reclaim_interval_s,

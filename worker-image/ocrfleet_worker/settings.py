@@ -6,13 +6,16 @@ build the object directly.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ocrfleet.settings import CoreSettings
+from ocrfleet.sources import SourceAccess
 from ocrfleet_worker.documents import DecodeLimits
 
 
@@ -53,6 +56,23 @@ class WorkerSettings(CoreSettings):
     busy_file: str = Field("", description="busy_file: present exactly while a document is in hand (a pod's "
                            "preStop hooks wait for it to go); empty: no busy file.")
     log_level: str = Field("INFO", description="log_level: Python logging level.")
+    source_url_allowlist: list[str] = Field(
+        default_factory=list, description="source_url_allowlist: URL prefixes OcrJob documents may be fetched "
+        "from (a JSON list; the pool's spec.sources.urlAllowlist); empty refuses every URL.")
+    source_volume_root: str = Field(
+        "", description="source_volume_root: where the pool's documents volume is mounted (volume: sources); "
+        "empty: no volume sources.")
+
+    @field_validator("source_url_allowlist", mode="before")
+    @classmethod
+    def _json_list(cls, value):
+        return json.loads(value) if isinstance(value, str) else value
+
+    def source_access(self, objects: object | None) -> SourceAccess:
+        """What this worker may read of OcrJob sources (``objects``: the pool's S3 store, if any)."""
+        return SourceAccess(max_bytes=self.max_bytes, url_allowlist=tuple(self.source_url_allowlist),
+                            volume_root=Path(self.source_volume_root) if self.source_volume_root else None,
+                            objects=objects)
 
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(max_bytes=self.max_bytes, max_pixels=self.max_pixels,
