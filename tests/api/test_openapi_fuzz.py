@@ -28,6 +28,7 @@ OPERATIONS = [
     ("/v1/documents/{document_id}", "GET"),
     ("/v1/batches", "POST"),
     ("/v1/batches/{batch_id}", "GET"),
+    ("/v1/ocrjobs/{name}/results", "GET"),
     ("/v1/stats", "GET"),
     ("/healthz", "GET"),
     ("/readyz", "GET"),

@@ -49,8 +49,9 @@ FULL_CPU_SPEC = {
 def example_clusters() -> dict[str, dict]:
     clusters = {}
     for path in sorted((ROOT / "examples").glob("ocrcluster-*.yaml")):
-        doc = yaml.safe_load(path.read_text())
-        clusters[path.stem] = make_cluster(doc.get("spec") or {}, name=doc["metadata"]["name"])
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "OcrCluster":
+                clusters[path.stem] = make_cluster(doc.get("spec") or {}, name=doc["metadata"]["name"])
     clusters["cpu-every-option"] = make_cluster(FULL_CPU_SPEC, name="full")
     return clusters
 
