@@ -133,7 +133,31 @@ def _demote(user: str) -> Callable[[], None]:
     return preexec
 
 
-class RedisServer:
+class _Server:
+    """A server process with a work directory: stopped (and its own directory removed) on exit."""
+
+    process: LocalProcess | None = None
+    workdir: Path
+    _own_dir: bool
+    stop_timeout = 10.0
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(timeout=self.stop_timeout)
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RedisServer(_Server):
     """``redis-server`` on a free loopback port; AOF on so a restart loses nothing acknowledged.
 
     ``host`` binds another address of this machine instead (a test node's bridge, so that its
@@ -174,20 +198,9 @@ class RedisServer:
         self.process.kill()
         self.start()
 
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
-class ObjectStoreServer:
+class ObjectStoreServer(_Server):
     """SeaweedFS (``weed server -s3``) on free ports: a real S3-compatible object store.
 
     One process holds the master, a volume server, the filer and the S3 gateway, with its data
@@ -203,8 +216,11 @@ class ObjectStoreServer:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ocrfleet-objects-"))
         self.access_key, self.secret_key = access_key, secret_key
-        self.ports = {k: free_port() for k in ("master", "master_grpc", "volume", "volume_grpc", "filer",
-                                               "filer_grpc", "s3", "s3_grpc")}
+        names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+        ports: set[int] = set()
+        while len(ports) < len(names):  # eight distinct ports (free_port may hand out one twice)
+            ports.add(free_port())
+        self.ports = dict(zip(names, sorted(ports), strict=True))
         self.process: LocalProcess | None = None
 
     @property
@@ -232,26 +248,17 @@ class ObjectStoreServer:
         # the gateway answers once the filer behind it is up; an anonymous list is refused (403)
         return httpx.get(self.endpoint, timeout=1).status_code in (200, 403)
 
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ObjectStoreServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
-class PostgresServer:
+class PostgresServer(_Server):
     """A throw-away PostgreSQL cluster (initdb) on a free loopback port.
 
     PostgreSQL refuses to run as root, so under root it runs as the ``postgres`` user that
     Debian's package creates. ``host`` binds another address of this machine instead (a test
     node's bridge); clients on the networks it is attached to are then trusted too.
     """
+
+    stop_timeout = 20.0
 
     def __init__(self, workdir: Path | None = None, *, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -297,17 +304,6 @@ class PostgresServer:
                             "-U", "ocrfleet", "ocrfleet"], capture_output=True)
         return ok
 
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop(timeout=20)
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _pg_bindir() -> Path:

@@ -242,30 +242,40 @@ def _tcp_probes(port: int) -> dict[str, Any]:
             "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 6}}
 
 
+def _store(cluster: Mapping, component: str, name: str, managed: Mapping, port: int, command: list[str],
+           env: list[dict], *, data_path: str = "/data", mounts: list | None = None, volumes: list | None = None,
+           run_as: int = STORE_USER, probes: Mapping | None = None) -> list[Manifest]:
+    """A managed store's StatefulSet (its one container) and Service."""
+    container = {
+        "name": component,
+        "image": managed["image"],
+        "command": command,
+        "env": env,
+        "ports": [{"name": component, "containerPort": port, "protocol": "TCP"}],
+        "volumeMounts": mounts or [],
+        **_tcp_probes(port),
+        **(probes or {}),
+    }
+    return [_statefulset(cluster, name, component, container, managed, data_path=data_path,
+                         extra_volumes=volumes, run_as=run_as),
+            _service(cluster, name, component, port)]
+
+
 def redis(cluster: Mapping) -> list[Manifest]:
     """Redis with every write in its append-only file: a restarted pod replays it."""
-    name = redis_name(cluster["metadata"]["name"])
-    managed = cluster["spec"]["redis"]["managed"]
-    container = {
-        "name": "redis",
-        "image": managed["image"],
-        "command": ["redis-server", "--port", str(REDIS_PORT), "--dir", "/data", "--appendonly", "yes",
-                    "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-                    "--requirepass", "$(REDIS_PASSWORD)"],
-        "env": [_credential(cluster, "REDIS_PASSWORD", REDIS_PASSWORD)],
-        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-        **_tcp_probes(REDIS_PORT),
-    }
-    return [_statefulset(cluster, name, "redis", container, managed, data_path="/data"),
-            _service(cluster, name, "redis", REDIS_PORT)]
+    return _store(cluster, "redis", redis_name(cluster["metadata"]["name"]), cluster["spec"]["redis"]["managed"],
+                  REDIS_PORT,
+                  ["redis-server", "--port", str(REDIS_PORT), "--dir", "/data", "--appendonly", "yes",
+                   "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
+                   "--requirepass", "$(REDIS_PASSWORD)"],
+                  [_credential(cluster, "REDIS_PASSWORD", REDIS_PASSWORD)])
 
 
 # initdb on the first start (the password from the mounted Secret), then the server.
 _POSTGRES_SCRIPT = f"""set -eu
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   initdb -D "$PGDATA" -U {DATABASE_USER} --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust \\
-    --auth-host=scram-sha-256 \\
-    --pwfile=/credentials/{DATABASE_PASSWORD}
+    --auth-host=scram-sha-256 --pwfile=/credentials/{DATABASE_PASSWORD}
   printf 'host all all 0.0.0.0/0 scram-sha-256\\nhost all all ::/0 scram-sha-256\\n' >> "$PGDATA/pg_hba.conf"
   echo 'CREATE DATABASE {DATABASE_NAME}' | postgres --single -D "$PGDATA" postgres >/dev/null
 fi
@@ -275,43 +285,27 @@ exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/t
 
 def database(cluster: Mapping) -> list[Manifest]:
     """PostgreSQL, initialised on its first start with the pool's database and password."""
-    name = database_name(cluster["metadata"]["name"])
-    managed = cluster["spec"]["database"]["managed"]
-    container = {
-        "name": "postgres",
-        "image": managed["image"],
-        "command": ["sh", "-c", _POSTGRES_SCRIPT],
-        "env": [{"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
-        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
-        "volumeMounts": [{"name": "credentials", "mountPath": "/credentials", "readOnly": True}],
-        **_tcp_probes(POSTGRES_PORT),
-    }
     secret = {"name": "credentials", "secret": {
         "secretName": credentials_name(cluster["metadata"]["name"]),
         "items": [{"key": DATABASE_PASSWORD, "path": DATABASE_PASSWORD}], "defaultMode": 0o440}}
-    return [_statefulset(cluster, name, "database", container, managed, data_path="/var/lib/postgresql/data",
-                         extra_volumes=[secret]),
-            _service(cluster, name, "database", POSTGRES_PORT)]
+    return _store(cluster, "database", database_name(cluster["metadata"]["name"]),
+                  cluster["spec"]["database"]["managed"], POSTGRES_PORT, ["sh", "-c", _POSTGRES_SCRIPT],
+                  [{"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+                  data_path="/var/lib/postgresql/data", volumes=[secret],
+                  mounts=[{"name": "credentials", "mountPath": "/credentials", "readOnly": True}])
 
 
 def objects(cluster: Mapping) -> list[Manifest]:
     """SeaweedFS in one process (master, volume server, filer, S3 gateway); its S3 admin from the Secret."""
-    name = objects_name(cluster["metadata"]["name"])
-    managed = cluster["spec"]["storage"]["managed"]
-    container = {
-        "name": "seaweedfs",
-        "image": managed["image"],
-        "command": ["weed", "server", "-dir=/data", "-ip=127.0.0.1", "-ip.bind=0.0.0.0", "-filer", "-s3",
-                    f"-s3.port={S3_PORT}", "-master.volumeSizeLimitMB=1024", "-volume.max=0"],
-        "env": [_credential(cluster, "AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
-                _credential(cluster, "AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)],
-        "ports": [{"name": "s3", "containerPort": S3_PORT, "protocol": "TCP"}],
-        **_tcp_probes(S3_PORT),
-        # the gateway answers before the filer behind it does; /healthz waits for both
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": S3_PORT}, "periodSeconds": 5},
-    }
-    return [_statefulset(cluster, name, "objects", container, managed, data_path="/data", run_as=10001),
-            _service(cluster, name, "objects", S3_PORT)]
+    return _store(cluster, "objects", objects_name(cluster["metadata"]["name"]), cluster["spec"]["storage"]["managed"],
+                  S3_PORT,
+                  ["weed", "server", "-dir=/data", "-ip=127.0.0.1", "-ip.bind=0.0.0.0", "-filer", "-s3",
+                   f"-s3.port={S3_PORT}", "-master.volumeSizeLimitMB=1024", "-volume.max=0"],
+                  [_credential(cluster, "AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+                   _credential(cluster, "AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)],
+                  run_as=10001,
+                  # the gateway answers before the filer behind it does; /healthz waits for both
+                  probes={"readinessProbe": {"httpGet": {"path": "/healthz", "port": S3_PORT}, "periodSeconds": 5}})
 
 
 def managed_children(cluster: Mapping) -> list[Manifest]:
