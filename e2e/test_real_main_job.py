@@ -63,6 +63,7 @@ def job(name: str, prefix: str, **spec) -> dict:
             "spec": {"clusterRef": {"name": "minimal"}, "source": {"s3": {"prefix": prefix}}, **spec}}
 
 
+@pytest.mark.timeout(2400)  # the first test waits for the images on the node, the chart and the pool
 def test_the_minimal_pool_runs_its_own_stores_on_the_real_node(real_cluster, pool):
     pods = json.loads(real_cluster.kubectl("get", "pods", "-n", pool.namespace, "-o", "json"))["items"]
     components = sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods)
@@ -73,6 +74,7 @@ def test_the_minimal_pool_runs_its_own_stores_on_the_real_node(real_cluster, poo
     assert pool.credential("redis-password") and pool.credential("database-password")
 
 
+@pytest.mark.timeout(1200)
 def test_an_ocrjob_over_the_object_store_succeeds_and_its_results_come_through_the_api(
         pool, api_key, tmp_path, request):
     docs = documents(tmp_path, DOCUMENTS, seed=90)
@@ -113,6 +115,7 @@ def _kill_redis(real_cluster, pool) -> str:
     return redis_pod["metadata"]["name"]
 
 
+@pytest.mark.timeout(1800)
 def test_the_managed_redis_killed_mid_job_restarts_from_its_aof_and_loses_nothing(
         real_cluster, pool, api_key, tmp_path, request):
     docs = documents(tmp_path, DOCUMENTS, seed=91)

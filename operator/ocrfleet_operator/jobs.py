@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from ocrfleet import intake, keys
 from ocrfleet.progress import JobCounts
-from ocrfleet_operator import builders, jobsource, phases
+from ocrfleet_operator import jobsource, jobstatus, phases
 from ocrfleet_operator.jobsource import job_key
 from ocrfleet_operator.phases import Phase
 from ocrfleet_operator.runtime import Runtime, pool_of
@@ -89,52 +89,17 @@ def _write(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts
            on_phase) -> dict:
     """Write the job's status through the one writer; post an Event when the phase changes."""
     meta = job["metadata"]
-    status = _status(rt, job, cluster, verdict, counts, previous, now)
+    rate = depth = None
+    if cluster is not None and verdict.phase is Phase.RUNNING:
+        rate = rt.progress_for(cluster).pages_per_second(now=now.timestamp())
+        depth = rt.queue_for(cluster).depth().total
+    status = jobstatus.job_status(job, cluster, verdict, counts, previous, now, pages_per_second=rate,
+                                  queue_depth=depth)
     changed_phase = verdict.phase.value != previous.get("phase")
     rt.status.write("OcrJob", meta["namespace"], meta["name"], meta["uid"], previous, status, urgent=changed_phase)
     if changed_phase and on_phase:
         on_phase(verdict.phase.value, verdict.reason.value, verdict.message)
     return {**previous, **status}
-
-
-def _status(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts, previous, now) -> dict:
-    ts = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: dict = {
-        "observedGeneration": job["metadata"].get("generation"),
-        "phase": verdict.phase.value,
-        "reason": verdict.reason.value,
-        "message": verdict.message,
-        "counts": {"total": counts.total, "enqueued": counts.enqueued, "succeeded": counts.succeeded,
-                   "failed": counts.failed, "inFlight": counts.in_flight, "done": counts.done},
-        "results": results_ref(job, cluster),
-    }
-    if verdict.phase is Phase.RUNNING and not previous.get("startTime"):
-        status["startTime"] = ts
-    if verdict.phase.terminal:
-        status["completionTime"] = ts
-        status["startTime"] = previous.get("startTime") or ts
-    if cluster is not None and verdict.phase is Phase.RUNNING:
-        progress = rt.progress_for(cluster)
-        rate = round(progress.pages_per_second(now=now.timestamp()), 3)
-        depth = rt.queue_for(cluster).depth().total
-        ahead = max(depth - counts.in_flight, 0)
-        status["pagesPerSecond"] = rate
-        status["queuePosition"] = ahead
-        eta = phases.eta_seconds(counts, queue_ahead=ahead, pages_per_second=rate)
-        if eta is not None:
-            status["etaSeconds"] = eta
-    status["conditions"] = [
-        {"type": t, "status": s, "reason": r, "message": m, "lastTransitionTime": _transition(previous, t, s, ts)}
-        for t, s, r, m in phases.job_conditions(verdict)
-    ]
-    return status
-
-
-def _transition(previous: Mapping, ctype: str, cstatus: str, ts: str) -> str:
-    for c in previous.get("conditions") or []:
-        if c.get("type") == ctype and c.get("status") == cstatus:
-            return c.get("lastTransitionTime", ts)
-    return ts
 
 
 def _expire(rt: Runtime, job: Mapping, previous: Mapping, now: datetime) -> None:
@@ -162,12 +127,3 @@ def cleanup(rt: Runtime, job: Mapping) -> int:
     queue.redis.delete(keys.job_enqueued(pool_of(cluster), jkey))
     rt.status.forget(meta["uid"])
     return removed
-
-
-def results_ref(job: Mapping, cluster: Mapping | None) -> dict:
-    """Where the job's results are read: the pool API's route, paged (a key of the job's namespace)."""
-    name = job["metadata"]["name"]
-    ref = {"job": job_key(job["metadata"]), "path": f"/v1/ocrjobs/{name}/results"}
-    if cluster is not None:
-        ref["url"] = f"{builders.api_endpoint(cluster)}{ref['path']}"
-    return ref

@@ -1,0 +1,61 @@
+"""An OcrJob's status from what the operator observed (pure): counts, timing, results, conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from ocrfleet.progress import JobCounts
+from ocrfleet_operator import builders, phases
+from ocrfleet_operator.jobsource import job_key
+from ocrfleet_operator.phases import Phase
+
+
+def job_status(job: Mapping, cluster: Mapping | None, verdict: phases.Verdict, counts: JobCounts,
+               previous: Mapping, now: datetime, *, pages_per_second: float | None = None,
+               queue_depth: int | None = None) -> dict:
+    """The status to write; the rate and queue depth are the pool's, read while the job runs."""
+    ts = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    status: dict = {
+        "observedGeneration": job["metadata"].get("generation"),
+        "phase": verdict.phase.value,
+        "reason": verdict.reason.value,
+        "message": verdict.message,
+        "counts": {"total": counts.total, "enqueued": counts.enqueued, "succeeded": counts.succeeded,
+                   "failed": counts.failed, "inFlight": counts.in_flight, "done": counts.done},
+        "results": results_ref(job, cluster),
+    }
+    if verdict.phase is Phase.RUNNING and not previous.get("startTime"):
+        status["startTime"] = ts
+    if verdict.phase.terminal:
+        status["completionTime"] = ts
+        status["startTime"] = previous.get("startTime") or ts
+    if pages_per_second is not None and queue_depth is not None:
+        rate = round(pages_per_second, 3)
+        ahead = max(queue_depth - counts.in_flight, 0)
+        status["pagesPerSecond"] = rate
+        status["queuePosition"] = ahead
+        eta = phases.eta_seconds(counts, queue_ahead=ahead, pages_per_second=rate)
+        if eta is not None:
+            status["etaSeconds"] = eta
+    status["conditions"] = [
+        {"type": t, "status": s, "reason": r, "message": m, "lastTransitionTime": _transition(previous, t, s, ts)}
+        for t, s, r, m in phases.job_conditions(verdict)
+    ]
+    return status
+
+
+def results_ref(job: Mapping, cluster: Mapping | None) -> dict:
+    """Where the job's results are read: the pool API's route, paged (a key of the job's namespace)."""
+    name = job["metadata"]["name"]
+    ref = {"job": job_key(job["metadata"]), "path": f"/v1/ocrjobs/{name}/results"}
+    if cluster is not None:
+        ref["url"] = f"{builders.api_endpoint(cluster)}{ref['path']}"
+    return ref
+
+
+def _transition(previous: Mapping, ctype: str, cstatus: str, ts: str) -> str:
+    for c in previous.get("conditions") or []:
+        if c.get("type") == ctype and c.get("status") == cstatus:
+            return c.get("lastTransitionTime", ts)
+    return ts
