@@ -30,6 +30,7 @@ def job_status(job: Mapping, cluster: Mapping | None, verdict: phases.Verdict, c
     if verdict.phase.terminal:
         status["completionTime"] = ts
         status["startTime"] = previous.get("startTime") or ts
+        status["etaSeconds"] = status["queuePosition"] = None  # null removes them (a merge patch)
     if pages_per_second is not None and queue_depth is not None:
         rate = round(pages_per_second, 3)
         ahead = max(queue_depth - counts.in_flight, 0)

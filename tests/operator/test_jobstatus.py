@@ -35,3 +35,4 @@ def test_a_finished_job_keeps_its_start_and_records_its_end():
                         succeeded=1), previous, NOW)
     assert (status["startTime"], status["completionTime"]) == ("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")
     assert "pagesPerSecond" not in status and "url" not in status["results"]
+    assert status["etaSeconds"] is None and status["queuePosition"] is None, "a finished job has no ETA left"
