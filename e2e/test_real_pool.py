@@ -97,7 +97,8 @@ def pool_manifests(namespace: str, redis_url: str, database_url: str, documents:
 @pytest.fixture(scope="module")
 def documents_volume(tmp_path_factory):
     """The host directory behind the pool's ReadWriteMany documents claim."""
-    documents = documents_volume
+    documents = tmp_path_factory.mktemp("documents")
+    documents.chmod(0o777)  # a hostPath volume: the images' user writes it
     return documents
 
 
