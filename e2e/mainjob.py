@@ -24,6 +24,8 @@ from ocrfleet.blobs import S3BlobStore
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE, SYSTEM = "ocrfleet", "ocrfleet-system"
+REAL = {"ocrfleet.io/node": "real"}
+"""The nodeSelector of pods that must run on the real node (beside it, kwok nodes are tainted anyway)."""
 
 
 def load_images(cluster, log: Callable[[str], None] = print) -> None:

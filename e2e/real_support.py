@@ -10,10 +10,8 @@ import time
 
 import pytest
 
-from e2e.mainjob import SYSTEM, helm_install, load_images
+from e2e.mainjob import REAL, SYSTEM, helm_install, load_images
 from e2e.operator_helpers import poll, report
-
-REAL = {"ocrfleet.io/node": "real"}
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,9 @@ import httpx
 import pytest
 from ocrfleet_api.tenants import TenantDirectory
 
-from e2e.mainjob import SYSTEM
+from e2e.mainjob import REAL, SYSTEM
 from e2e.node import NODE_IP
 from e2e.operator_helpers import get_json, poll, report
-from e2e.real_support import REAL
 from ocrfleet import docgen
 from ocrfleet.localproc import PostgresServer, RedisServer
 from ocrfleet.store import ResultStore, make_engine
