@@ -16,7 +16,7 @@ def test_a_second_cluster_starts_and_leaves_nothing_behind(kind_cluster):
     try:
         state = json.loads((cluster.directory / "state.json").read_text())
         pids = list(state["pids"].values())
-        assert set(state["pids"]) == {"etcd", "apiserver", "controller-manager", "scheduler", "kwok"}
+        assert set(state["pids"]) == {"etcd", "apiserver", "controller-manager", "scheduler", "provisioner", "kwok"}
         assert all(process_alive(p) for p in pids)
         assert "Ready" in cluster.kubectl("get", "node", "gpu-1")
     finally:
