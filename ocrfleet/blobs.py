@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
-from ocrfleet.errors import DocumentTooLarge, InvalidDocument, TemporaryError
+from ocrfleet.errors import DocumentTooLarge, InvalidDocument, SourceNotFound, TemporaryError
 
 if TYPE_CHECKING:
     from ocrfleet.settings import CoreSettings
@@ -74,15 +74,6 @@ class _Staging:
         staged = self.stage(max_bytes)
         try:
             for chunk in chunks:
-                staged.write(chunk)
-            return staged.commit()
-        finally:
-            staged.discard()
-
-    async def put_async(self, chunks: AsyncIterator[bytes], *, max_bytes: int | None) -> Blob:
-        staged = self.stage(max_bytes)
-        try:
-            async for chunk in chunks:
                 staged.write(chunk)
             return staged.commit()
         finally:
@@ -148,7 +139,7 @@ class S3BlobStore(_Staging):
         self.prefix = prefix.strip("/")
         self.staging = Path(staging or tempfile.gettempdir()) / "ocrfleet-staging"
         self.staging.mkdir(parents=True, exist_ok=True)
-        self._bucket_ready = False
+        self._buckets_ready: set[str] = set()
 
     @classmethod
     def from_url(cls, url: str, *, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1",
@@ -184,16 +175,20 @@ class S3BlobStore(_Staging):
                 raise
 
     def read(self, ref: str) -> bytes:
-        key = self.key(ref)
-        with _s3_errors(f"reading {ref}"):
+        return self._get(self.bucket, self.key(ref), what=ref,
+                         missing=InvalidDocument(f"blob {ref} is missing from the store"))
+
+    def _get(self, bucket: str, key: str, *, what: str, missing: Exception, max_bytes: int | None = None) -> bytes:
+        """One object's bytes (at most ``max_bytes + 1`` of them); ``missing`` raised when it is not there."""
+        with _s3_errors(f"reading {what}"):
             try:
-                response = self.client.get_object(self.bucket, key)
+                response = self.client.get_object(bucket, key)
             except S3Error as exc:
                 if exc.code in _MISSING:
-                    raise InvalidDocument(f"blob {ref} is missing from the store") from None
+                    raise missing from None
                 raise
             try:
-                return response.read()
+                return response.read() if max_bytes is None else response.read(max_bytes + 1)
             finally:
                 response.close()
                 response.release_conn()
@@ -205,29 +200,21 @@ class S3BlobStore(_Staging):
 
     def read_object(self, bucket: str, key: str, *, max_bytes: int) -> bytes:
         """Any object of the store, up to ``max_bytes``."""
-        from ocrfleet.errors import SourceNotFound
-
         where = f"s3://{bucket}/{key}"
+        missing = SourceNotFound(f"{where}: no such object")
         with _s3_errors(f"reading {where}"):
             try:
                 stat = self.client.stat_object(bucket, key)
             except S3Error as exc:
                 if exc.code in _MISSING:
-                    raise SourceNotFound(f"{where}: no such object") from None
+                    raise missing from None
                 raise
-            if stat.size is not None and stat.size > max_bytes:
-                raise DocumentTooLarge(f"{where} is {stat.size:,} bytes, over the {max_bytes:,}-byte limit")
-            response = self.client.get_object(bucket, key)
-            try:
-                return response.read(max_bytes + 1)
-            finally:
-                response.close()
-                response.release_conn()
+        if stat.size is not None and stat.size > max_bytes:
+            raise DocumentTooLarge(f"{where} is {stat.size:,} bytes, over the {max_bytes:,}-byte limit")
+        return self._get(bucket, key, what=where, missing=missing, max_bytes=max_bytes)
 
     def list_objects(self, bucket: str, prefix: str, *, limit: int) -> list[str]:
         """Keys under ``prefix`` in key order, at most ``limit``."""
-        from ocrfleet.errors import SourceNotFound
-
         with _s3_errors(f"listing s3://{bucket}/{prefix}"):
             try:
                 keys = []
@@ -247,28 +234,28 @@ class S3BlobStore(_Staging):
         import io
 
         with _s3_errors(f"writing s3://{bucket}/{key}"):
-            if not self.client.bucket_exists(bucket):
-                self.client.make_bucket(bucket)
+            self._ensure_bucket(bucket)
             self.client.put_object(bucket, key, io.BytesIO(data), len(data))
 
     def commit_file(self, path: str, digest: str) -> None:
         ref = f"sha256:{digest}"
         with _s3_errors(f"storing {ref}"):
-            self._ensure_bucket()
+            self._ensure_bucket(self.bucket)
             if not self.exists(ref):  # content-addressed: an object already there is this one
                 self.client.fput_object(self.bucket, self.key(ref), path)
         Path(path).unlink(missing_ok=True)
 
-    def _ensure_bucket(self) -> None:
-        if self._bucket_ready:
+    def _ensure_bucket(self, bucket: str) -> None:
+        """Create ``bucket`` unless it exists (or another writer just created it)."""
+        if bucket in self._buckets_ready:
             return
-        if not self.client.bucket_exists(self.bucket):
+        if not self.client.bucket_exists(bucket):
             try:
-                self.client.make_bucket(self.bucket)
+                self.client.make_bucket(bucket)
             except S3Error as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
-        self._bucket_ready = True
+        self._buckets_ready.add(bucket)
 
 
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound")

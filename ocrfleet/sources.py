@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urljoin, urlparse
 
@@ -47,7 +47,6 @@ class SourceAccess:
     objects: object | None = None
     """The pool's object store (an :class:`ocrfleet.blobs.S3BlobStore`); None: no S3 sources."""
     timeout_s: float = 60.0
-    transport: httpx.BaseTransport | None = field(default=None, compare=False)
 
 
 # -- naming ------------------------------------------------------------------------------------
@@ -98,7 +97,7 @@ def allowed(url: str, allowlist) -> bool:
 
 
 def _fetch_url(url: str, access: SourceAccess) -> bytes:
-    with httpx.Client(timeout=access.timeout_s, follow_redirects=False, transport=access.transport) as client:
+    with httpx.Client(timeout=access.timeout_s, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             if not allowed(url, access.url_allowlist):  # the first URL and every redirect
                 raise SourceRefused(f"{url} is not under the pool's allowed URL prefixes "
