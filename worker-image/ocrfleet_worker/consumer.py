@@ -176,19 +176,14 @@ class Worker:
     def handle(self, delivery: Delivery) -> None:
         """Process one delivery to a stored outcome, then ack (or re-enqueue) it."""
         task = delivery.task
+        if task.kind == "listing":
+            self._handle_listing(delivery)
+            return
         try:
-            if task.kind == "listing":
-                self._expand(task)
-                self.queue.ack(delivery)
-                return
             pages = self._process(task)
         except PermanentError as exc:
-            if task.kind == "listing":  # the job fails with this message (its status says what to fix)
-                log.info("job %s: its source cannot be listed: %s", task.job, exc)
-                self.progress.record_source_error(task.job, str(exc))
-            else:
-                log.info("document %s failed: %s: %s", task.document_id, exc.code, exc)
-                self._fail(task, DocumentError(code=exc.code, message=str(exc)))
+            log.info("document %s failed: %s: %s", task.document_id, exc.code, exc)
+            self._fail(task, DocumentError(code=exc.code, message=str(exc)))
             self.queue.ack(delivery)
             return
         except QUEUE_ERRORS:
@@ -201,12 +196,28 @@ class Worker:
                                          now=time.time())
         self.queue.ack(delivery)
 
-    def _expand(self, listing: Task) -> int:
-        """List a job's volume or S3 source and enqueue its documents (once each, counted once)."""
-        refs = list_source(json.loads(listing.source), self.sources)
-        added = intake.enqueue_job(self.queue, self.progress, listing.job, intake.document_tasks(listing, refs))
-        log.info("job %s: listed %d documents, %d enqueued now", listing.job, len(refs), added)
-        return added
+    def _handle_listing(self, delivery: Delivery) -> None:
+        """List a job's volume or S3 source and enqueue its documents (once each, counted once).
+
+        A source that cannot be listed fails the job with the reason (its status says what to
+        fix); a temporary error is retried like a document's.
+        """
+        listing = delivery.task
+        try:
+            refs = list_source(json.loads(listing.source), self.sources)
+            added = intake.enqueue_job(self.queue, self.progress, listing.job,
+                                       intake.document_tasks(listing, refs))
+        except PermanentError as exc:
+            log.info("job %s: its source cannot be listed: %s", listing.job, exc)
+            self.progress.record_source_error(listing.job, str(exc))
+        except QUEUE_ERRORS:
+            raise
+        except Exception as exc:
+            self._retry(delivery, exc)
+            return
+        else:
+            log.info("job %s: listed %d documents, %d enqueued now", listing.job, len(refs), added)
+        self.queue.ack(delivery)
 
     def _process(self, task: Task) -> int:
         """Store the document's result; returns its page count."""
@@ -214,8 +225,10 @@ class Worker:
             row = s.get(DocumentRow, task.document_id)
             if row is not None and row.status == "succeeded":  # an earlier delivery died before its ack
                 return row.page_count
+        data = None
         if not task.blob:  # a job's document: fetched here, under the pool's source rules
-            blob = self.blobs.put_bytes(fetch_source(task.source, self.sources))
+            data = fetch_source(task.source, self.sources)
+            blob = self.blobs.put_bytes(data)
             task = replace(task, blob=blob.ref, sha256=blob.sha256)
         self.store.add_document(_document_row(task))
         cached = self._cached_pages(task)
@@ -227,7 +240,8 @@ class Worker:
             self.stats.succeeded += 1
             return len(pages)
         self.store.mark_processing(task.document_id)
-        data = self.blobs.read(task.blob)
+        if data is None:
+            data = self.blobs.read(task.blob)
         done = self.pipeline.process(data, requested_type=task.document_type,
                                      mask=MaskPolicy.from_names(task.mask_fields))
         self.store.save_result(task.document_id, done.pages, document_type=done.document_type,
