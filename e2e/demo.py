@@ -14,14 +14,11 @@ Exits non-zero when the job does not succeed. The cluster keeps running afterwar
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 
 from e2e.cluster import LocalCluster
-from e2e.mainjob import ROOT, Pool, helm_install, load_images, progress_line
-from ocrfleet import docgen
+from e2e.mainjob import ROOT, Pool, generated_documents, helm_install, load_images, progress_line
 
 NAMESPACE = "demo"
 SAMPLES = 12
@@ -41,14 +38,6 @@ def cluster_up() -> LocalCluster:
         print("the running cluster has no real node: starting it again with one")
     cluster.create()
     return cluster
-
-
-def samples(directory: Path) -> list[tuple[Path, dict]]:
-    out = []
-    for truth_path in docgen.generate(directory, SAMPLES, seed=2026):
-        truth = json.loads(truth_path.read_text())
-        out.append((truth_path.parent / truth["file"], truth))
-    return out
 
 
 def show_results(results: list[dict]) -> None:
@@ -86,7 +75,7 @@ def main() -> int:
     print(cluster.kubectl("get", "ocrcluster,statefulsets,deployments,pods,pvc", "-n", NAMESPACE))
 
     step(f"{SAMPLES} sample documents into the pool's object store (s3://ocrfleet/samples/)")
-    docs = samples(ROOT / "out" / "demo-samples")
+    docs = generated_documents(ROOT / "out" / "demo-samples", SAMPLES, seed=2026)
     keys = pool.put_documents([path for path, _ in docs], "samples/")
     print(", ".join(k.removeprefix("samples/") for k in keys))
 

@@ -75,12 +75,13 @@ class Pool:
 
         def check():
             nonlocal last
-            ready = next((c for c in self.status().get("conditions", []) if c["type"] == "Ready"), {})
+            status = self.status()
+            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
             line = f"{ready.get('status', '?')} {ready.get('reason', '')}: {ready.get('message', '')}"
             if on_change and line != last:
                 on_change(line)
             last = line
-            return ready.get("status") == "True" and self.status()
+            return ready.get("status") == "True" and status
 
         return poll(check, timeout, f"OcrCluster {self.namespace}/{self.name} to be Ready", interval=2)
 
@@ -150,6 +151,17 @@ class Pool:
                 documents += body["documents"]
                 if not (after := body["next"]):
                     return documents
+
+
+def generated_documents(directory: Path, count: int, seed: int) -> list[tuple[Path, dict]]:
+    """Generated ID cards, statements, generic pages and PDFs, each with its truth (kept apart)."""
+    from ocrfleet import docgen
+
+    out = []
+    for truth_path in docgen.generate(directory, count, seed=seed):
+        truth = json.loads(truth_path.read_text())
+        out.append((truth_path.parent / truth["file"], truth))
+    return out
 
 
 def progress_line(status: dict) -> str:

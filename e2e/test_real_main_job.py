@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.mainjob import SYSTEM, Pool, progress_line
+from e2e.mainjob import SYSTEM, Pool, generated_documents, progress_line
 from e2e.operator_helpers import poll, report
-from ocrfleet import docgen
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["e2e.real_support"]
@@ -49,15 +48,6 @@ def api_key(pool):
     return pool.api_key(pool.namespace)
 
 
-def documents(tmp_path, n: int, seed: int):
-    """Generated ID cards, statements and generic pages (their truth files kept apart)."""
-    out = []
-    for truth_path in docgen.generate(tmp_path / f"docs-{seed}", n, seed=seed):
-        truth = json.loads(truth_path.read_text())
-        out.append((truth_path.parent / truth["file"], truth))
-    return out
-
-
 def job(name: str, prefix: str, **spec) -> dict:
     return {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": name},
             "spec": {"clusterRef": {"name": "minimal"}, "source": {"s3": {"prefix": prefix}}, **spec}}
@@ -77,7 +67,7 @@ def test_the_minimal_pool_runs_its_own_stores_on_the_real_node(real_cluster, poo
 @pytest.mark.timeout(1200)
 def test_an_ocrjob_over_the_object_store_succeeds_and_its_results_come_through_the_api(
         pool, api_key, tmp_path, request):
-    docs = documents(tmp_path, DOCUMENTS, seed=90)
+    docs = generated_documents(tmp_path / "docs", DOCUMENTS, seed=90)
     pool.put_documents([path for path, _ in docs], "e2e-30/")
     t0 = time.monotonic()
     name = pool.apply_job(job("thirty", "e2e-30/", maskFields=["id_number"]))
@@ -118,7 +108,7 @@ def _kill_redis(real_cluster, pool) -> str:
 @pytest.mark.timeout(1800)
 def test_the_managed_redis_killed_mid_job_restarts_from_its_aof_and_loses_nothing(
         real_cluster, pool, api_key, tmp_path, request):
-    docs = documents(tmp_path, DOCUMENTS, seed=91)
+    docs = generated_documents(tmp_path / "docs", DOCUMENTS, seed=91)
     pool.put_documents([path for path, _ in docs], "e2e-redis/")
     name = pool.apply_job(job("redis-killed", "e2e-redis/"))
     poll(lambda: 3 <= pool.job_status(name).get("counts", {}).get("done", 0) < DOCUMENTS, 600,
