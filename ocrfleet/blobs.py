@@ -28,7 +28,13 @@ from urllib.parse import urlparse
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError
 
-from ocrfleet.errors import DocumentTooLarge, InvalidDocument, SourceNotFound, TemporaryError
+from ocrfleet.errors import (
+    DependencyUnavailable,
+    DocumentTooLarge,
+    InvalidDocument,
+    SourceNotFound,
+    TemporaryError,
+)
 
 if TYPE_CHECKING:
     from ocrfleet.settings import CoreSettings
@@ -268,7 +274,7 @@ def _s3_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (HTTPError, OSError) as exc:
-        raise TemporaryError(f"object store unavailable while {what}: {exc}") from exc
+        raise DependencyUnavailable(f"object store unavailable while {what}: {exc}") from exc
     except S3Error as exc:
         if exc.code in _TRANSIENT:
             raise TemporaryError(f"object store busy while {what}: {exc}") from exc

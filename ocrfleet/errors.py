@@ -3,7 +3,9 @@
 Every error a worker or the API can meet is either *temporary* (retry later: Redis or the
 database is away, Triton is still loading) or *permanent* (the same input will fail again:
 a corrupt file, an unsupported type). The worker retries the first kind with backoff and
-fails the document at once on the second; the API turns both into problem details.
+fails the document at once on the second; the API turns both into problem details. An
+outage of a dependency (:class:`DependencyUnavailable`) is waited out without spending the
+document's attempts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ class TemporaryError(OcrfleetError):
     """Try again later: a dependency is unavailable or overloaded."""
 
     code = "temporary"
+
+
+class DependencyUnavailable(TemporaryError):
+    """A service the worker needs (Triton, the object store) is unreachable: an outage.
+
+    The document is not at fault, so waiting it out spends none of its attempts.
+    """
+
+    code = "dependency_unavailable"
 
 
 class PermanentError(OcrfleetError):
@@ -65,3 +76,9 @@ class SourceNotFound(PermanentError):
     """A job's source names nothing that exists."""
 
     code = "source_not_found"
+
+
+class ServiceError(OcrfleetError):
+    """A server a component starts or needs could not start (a missing binary, a failed load)."""
+
+    code = "service_failed"

@@ -6,10 +6,12 @@ counter moves only when the document id first enters the job's *done* set (one L
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from ocrfleet import keys
+from ocrfleet.lifecycle import FAILED, SUCCEEDED
 
 if TYPE_CHECKING:
     import redis
@@ -33,6 +35,8 @@ class JobCounts:
     succeeded: int = 0
     failed: int = 0
     pages: int = 0
+    listed: bool = False
+    """The job's total is known (its source was listed); read with the counts, in one step."""
 
     @property
     def done(self) -> int:
@@ -42,6 +46,24 @@ class JobCounts:
     def in_flight(self) -> int:
         """Enqueued but not finished: waiting in the queue or being processed."""
         return max(self.enqueued - self.done, 0)
+
+
+COMPLETION_KEPT_S = 30 * 86400
+"""How long a finished job's completion is remembered after it ended."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How a finished job ended, remembered past its deletion (:meth:`JobProgress.completion`)."""
+
+    spec_digest: str
+    """The digest of the spec it ran (:func:`ocrfleet_operator.jobsource.spec_digest`)."""
+    phase: str
+    reason: str
+    message: str
+    counts: JobCounts
+    uid: str
+    completed_at: str
 
 
 class JobProgress:
@@ -55,6 +77,11 @@ class JobProgress:
     def set_total(self, job: str, total: int) -> None:
         self.redis.hset(keys.job_progress(self.cluster, job), "total", total)
 
+    def enqueued_counter(self, job: str) -> tuple[str, str]:
+        """The hash and field a job's enqueued count is kept in, for the queue to count each task
+        in the step that enqueues it (:meth:`~ocrfleet.queue.WorkQueue.enqueue_new`)."""
+        return keys.job_progress(self.cluster, job), "enqueued"
+
     def record_enqueued(self, job: str, n: int = 1) -> None:
         self.redis.hincrby(keys.job_progress(self.cluster, job), "enqueued", n)
 
@@ -64,7 +91,7 @@ class JobProgress:
         counted = self._record(
             keys=[keys.job_progress(self.cluster, job), keys.job_done(self.cluster, job),
                   keys.throughput(self.cluster)],
-            args=[document_id, "succeeded" if succeeded else "failed", pages, now, f"{document_id}:{now}"],
+            args=[document_id, str(SUCCEEDED if succeeded else FAILED), pages, now, f"{document_id}:{now}"],
         )
         return bool(counted)
 
@@ -79,14 +106,30 @@ class JobProgress:
     def read(self, job: str) -> JobCounts:
         raw = self.redis.hgetall(keys.job_progress(self.cluster, job))
         data = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-        return JobCounts(**{k: data.get(k, 0) for k in JobCounts.__dataclass_fields__})
+        return JobCounts(total=data.get("total", 0), enqueued=data.get("enqueued", 0),
+                         succeeded=data.get(SUCCEEDED, 0), failed=data.get(FAILED, 0),
+                         pages=data.get("pages", 0), listed="total" in data)
 
     def pages_per_second(self, *, now: float, window: float = 60.0) -> float:
         """Documents finished per second over the last ``window`` seconds, pool-wide."""
         n = self.redis.zcount(keys.throughput(self.cluster), now - window, now)
         return n / window
 
+    def record_completion(self, job: str, completion: Completion) -> None:
+        """Remember how the job ended, for :data:`COMPLETION_KEPT_S`; kept when its counters go."""
+        self.redis.set(keys.job_completed(self.cluster, job), json.dumps(asdict(completion)), ex=COMPLETION_KEPT_S)
+
+    def completion(self, job: str) -> Completion | None:
+        raw = self.redis.get(keys.job_completed(self.cluster, job))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Completion(**{**data, "counts": JobCounts(**data["counts"])})
+
+    def forget_completion(self, job: str) -> None:
+        self.redis.delete(keys.job_completed(self.cluster, job))
+
     def forget(self, job: str) -> None:
-        """Remove a job's counters (after its TTL)."""
+        """Remove a job's counters (after its TTL); its completion stays."""
         self.redis.delete(keys.job_progress(self.cluster, job), keys.job_done(self.cluster, job),
                           keys.job_source_error(self.cluster, job))

@@ -13,11 +13,16 @@ A message (:class:`Task`) names one document: its id, tenant, job, blob and hint
 5. A failed attempt is :meth:`~WorkQueue.retry`\\ d with ``attempt + 1``; after ``max_attempts``
    (explicit retries or deliveries to workers that died) it goes to the dead-letter stream with
    its last error.
+
+A worker that holds a message for long (a slow document, a dependency outage it waits out)
+:meth:`~WorkQueue.extend`\\ s its claim (XCLAIM ... JUSTID resets the idle time without
+counting a delivery), so a live worker's message is never reclaimed. An entry that is not a
+task (written by hand, by another release, truncated) is moved to the dead-letter stream with
+the reason as soon as it is read or reclaimed, so it never reaches, let alone crashes, a worker.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -29,6 +34,10 @@ from ocrfleet import keys
 
 if TYPE_CHECKING:
     import redis
+
+
+class MalformedTask(ValueError):
+    """A stream entry that does not describe a task."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class Task:
     blob: str = ""
     sha256: str = ""
     job: str = ""
+    """The OcrJob (``namespace.name``) of the document, or the API batch or CLI run that submitted
+    it: what its outcome is counted under (:class:`~ocrfleet.progress.JobProgress`)."""
     namespace: str = ""
     filename: str = ""
     document_type: str = "auto"
@@ -66,6 +77,22 @@ class Task:
 
     @classmethod
     def from_fields(cls, fields: dict) -> Task:
+        """The task an entry describes; :class:`MalformedTask` (saying what is wrong) otherwise."""
+        try:
+            task = cls._parse(fields)
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise MalformedTask(f"not a task ({what})") from None
+        if not task.document_id or not task.tenant:
+            raise MalformedTask("not a task (empty document_id or tenant)")
+        if task.kind not in ("document", "listing") or task.priority not in keys.PRIORITIES:
+            raise MalformedTask(f"not a task (kind {task.kind!r}, priority {task.priority!r})")
+        if not all(isinstance(m, str) for m in task.mask_fields):
+            raise MalformedTask("not a task (mask_fields is not a list of names)")
+        return task
+
+    @classmethod
+    def _parse(cls, fields: dict) -> Task:
         f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
              for k, v in fields.items()}
         return cls(
@@ -96,6 +123,12 @@ class Delivery:
     task: Task
     deliveries: int = 1
 
+    @property
+    def attempt(self) -> int:
+        """Which try of the document this is: the task's explicit tries plus its deliveries to
+        workers that died before finishing it (the one attempt count, stored with the document)."""
+        return self.task.attempt + self.deliveries - 1
+
 
 @dataclass(frozen=True)
 class QueueDepth:
@@ -110,10 +143,40 @@ class QueueDepth:
         return self.waiting + self.in_flight
 
 
-# Adds the message only if its dedupe key was never seen: SADD and XADD in one step.
+def queue_depth_commands(pipe, cluster: str):
+    """Queue on ``pipe`` (sync or asyncio, non-transactional) what the depth is read from: each
+    priority stream's length and its consumer group's pending count. Run it with
+    ``execute(raise_on_error=False)`` and hand the replies to :func:`depth_from_replies`."""
+    for priority in keys.PRIORITIES:
+        name = keys.stream(cluster, priority)
+        pipe.xlen(name)
+        pipe.xpending(name, keys.CONSUMER_GROUP)
+    return pipe
+
+
+def depth_from_replies(replies: list) -> QueueDepth:
+    """The one rule for queue depth. Acked entries are deleted, so a stream's length is waiting +
+    in flight; its group's pending count is in flight (no group yet: nothing delivered)."""
+    total = in_flight = 0
+    for length, pending in zip(replies[::2], replies[1::2], strict=True):
+        if isinstance(length, Exception):
+            raise length
+        total += int(length)
+        if isinstance(pending, redis_errors.ResponseError) and "NOGROUP" in str(pending):
+            continue
+        if isinstance(pending, Exception):
+            raise pending
+        in_flight += int(pending["pending"])
+    return QueueDepth(waiting=max(total - in_flight, 0), in_flight=in_flight)
+
+
+# Adds the message only if its dedupe key was never seen: SADD and XADD (and, when a counter is
+# named, its increment) in one step, so no crash can leave a message in without its count.
 _ENQUEUE_ONCE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return false end
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+if KEYS[3] then redis.call('HINCRBY', KEYS[3], ARGV[2], 1) end
+return id
 """
 
 
@@ -156,8 +219,31 @@ class WorkQueue:
         if dedupe_set is None:
             return _text(self.redis.xadd(name, fields))
         flat = [x for kv in fields.items() for x in kv]
-        result = self._enqueue_once(keys=[name, dedupe_set], args=[task.document_id, *flat])
+        result = self._enqueue_once(keys=[name, dedupe_set], args=[task.document_id, "", *flat])
         return _text(result) if result else None
+
+    def enqueue_all(self, tasks: list[Task]) -> None:
+        """Add every task or none (one MULTI/EXEC): a request's documents go in together."""
+        pipe = self.redis.pipeline(transaction=True)
+        for task in tasks:
+            pipe.xadd(keys.stream(self.cluster, task.priority), task.to_fields())
+        pipe.execute()
+
+    def enqueue_new(self, tasks: list[Task], *, dedupe_set: str,
+                    count_in: tuple[str, str] | None = None) -> int:
+        """Add each task whose document id is not in ``dedupe_set`` yet, in one round trip;
+        returns how many went in. With ``count_in`` (a hash and its field), each task that goes
+        in is counted there in the same step."""
+        if not tasks:
+            return 0
+        counter, counter_field = ([count_in[0]], count_in[1]) if count_in else ([], "")
+        pipe = self.redis.pipeline(transaction=False)
+        for task in tasks:
+            fields = task.to_fields()
+            flat = [x for kv in fields.items() for x in kv]
+            self._enqueue_once(keys=[keys.stream(self.cluster, task.priority), dedupe_set, *counter],
+                               args=[task.document_id, counter_field, *flat], client=pipe)
+        return sum(1 for added in pipe.execute() if added)
 
     # -- consumers ---------------------------------------------------------------------------
 
@@ -181,12 +267,25 @@ class WorkQueue:
 
     def _read(self, consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list[Delivery]:
         reply = self.redis.xreadgroup(keys.CONSUMER_GROUP, consumer, streams, count=count, block=block_ms)
-        return [
-            Delivery(stream=_text(stream), message_id=_text(mid), task=Task.from_fields(fields))
-            for stream, entries in reply or []
-            for mid, fields in entries
-            if fields  # an entry deleted while pending comes back empty
-        ]
+        out = []
+        for stream, entries in reply or []:
+            for mid, fields in entries:
+                if fields:  # an entry deleted while pending comes back empty
+                    task = self._task_or_bury(_text(stream), _text(mid), fields)
+                    if task is not None:
+                        out.append(Delivery(stream=_text(stream), message_id=_text(mid), task=task))
+        return out
+
+    def _task_or_bury(self, stream: str, message_id: str, fields: dict) -> Task | None:
+        """The entry's task, or None after moving a malformed entry to the dead letters."""
+        try:
+            return Task.from_fields(fields)
+        except MalformedTask as exc:
+            raw = {_text(k)[:64]: _text(v)[:1024] for k, v in list(fields.items())[:32]}
+            dead = {f"raw.{k}": v for k, v in raw.items()} | {"error": f"malformed entry {message_id}: {exc}",
+                                                                "failed_at": str(time.time())}
+            self._finish(stream, message_id, then=(keys.dead_letter(self.cluster), dead))
+            return None
 
     def reclaim(self, consumer: str, *, count: int = 10) -> tuple[list[Delivery], list[Delivery]]:
         """Take over tasks idle past ``claim_idle_ms`` (their worker died).
@@ -206,12 +305,13 @@ class WorkQueue:
                 if not fields:
                     continue
                 mid = _text(mid)
+                task = self._task_or_bury(name, mid, fields)
+                if task is None:
+                    continue
                 info = self.redis.xpending_range(name, keys.CONSUMER_GROUP, min=mid, max=mid, count=1)
                 times = int(info[0]["times_delivered"]) if info else 1
-                task = Task.from_fields(fields)
                 delivery = Delivery(stream=name, message_id=mid, task=task, deliveries=times)
-                # Deliveries to dead workers count as attempts, on top of explicit retries.
-                if task.attempt + times - 1 > self.attempts_of(task):
+                if delivery.attempt > self.attempts_of(task):
                     exhausted.append(delivery)
                 else:
                     fresh.append(delivery)
@@ -221,12 +321,19 @@ class WorkQueue:
         """How many tries ``task`` gets: its own limit (an OcrJob's), else the pool's."""
         return task.max_attempts or self.max_attempts
 
+    def extend(self, delivery: Delivery, consumer: str) -> bool:
+        """Reset the message's idle time while ``consumer`` still works on it (a heartbeat).
+
+        XCLAIM with JUSTID does not count a delivery. Returns False when the message is no
+        longer this consumer's (it was reclaimed after all, or is gone).
+        """
+        claimed = self.redis.xclaim(delivery.stream, keys.CONSUMER_GROUP, consumer, 0, [delivery.message_id],
+                                    justid=True)
+        return bool(claimed)
+
     def ack(self, delivery: Delivery) -> None:
         """The task's outcome is stored: forget it (XACK and XDEL together)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(delivery.stream, keys.CONSUMER_GROUP, delivery.message_id)
-        pipe.xdel(delivery.stream, delivery.message_id)
-        pipe.execute()
+        self._finish(delivery.stream, delivery.message_id)
 
     def retry(self, delivery: Delivery, error: str) -> bool:
         """Re-enqueue with ``attempt + 1``, or dead-letter after the last attempt.
@@ -237,39 +344,49 @@ class WorkQueue:
             self.dead_letter(delivery, error)
             return False
         task = replace(delivery.task, attempt=delivery.task.attempt + 1)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(keys.stream(self.cluster, task.priority), task.to_fields())
-        pipe.xack(delivery.stream, keys.CONSUMER_GROUP, delivery.message_id)
-        pipe.xdel(delivery.stream, delivery.message_id)
-        pipe.execute()
+        self._finish(delivery.stream, delivery.message_id, then=(keys.stream(self.cluster, task.priority),
+                                                                 task.to_fields()))
         return True
+
+    def release(self, delivery: Delivery) -> None:
+        """Hand the task back unspent (same attempt): its worker stops before it could try it."""
+        task = delivery.task
+        self._finish(delivery.stream, delivery.message_id, then=(keys.stream(self.cluster, task.priority),
+                                                                 task.to_fields()))
 
     def dead_letter(self, delivery: Delivery, error: str) -> None:
         """Move the task to the dead-letter stream with its last error, and ack it."""
         fields = delivery.task.to_fields() | {"error": error, "failed_at": str(time.time())}
+        self._finish(delivery.stream, delivery.message_id, then=(keys.dead_letter(self.cluster), fields))
+
+    def _finish(self, stream: str, message_id: str, then: tuple[str, dict] | None = None) -> None:
+        """Ack and delete an entry, adding ``then`` (stream, fields) in the same transaction."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(keys.dead_letter(self.cluster), fields)
-        pipe.xack(delivery.stream, keys.CONSUMER_GROUP, delivery.message_id)
-        pipe.xdel(delivery.stream, delivery.message_id)
+        if then is not None:
+            pipe.xadd(*then)
+        pipe.xack(stream, keys.CONSUMER_GROUP, message_id)
+        pipe.xdel(stream, message_id)
         pipe.execute()
 
     # -- observers ---------------------------------------------------------------------------
 
     def depth(self) -> QueueDepth:
-        """Waiting and in-flight entries over all priorities.
+        """Waiting and in-flight entries over all priorities, in one round trip."""
+        pipe = queue_depth_commands(self.redis.pipeline(transaction=False), self.cluster)
+        return depth_from_replies(pipe.execute(raise_on_error=False))
 
-        Acked entries are deleted, so a stream's length is waiting + in flight.
-        """
-        pipe = self.redis.pipeline(transaction=False)
-        for name in self.streams:
-            pipe.xlen(name)
-        lengths = pipe.execute()
-        in_flight = 0
-        for name in self.streams:
-            with contextlib.suppress(redis_errors.ResponseError):  # no group yet: nothing delivered
-                in_flight += int(self.redis.xpending(name, keys.CONSUMER_GROUP)["pending"])
-        total = sum(int(n) for n in lengths)
-        return QueueDepth(waiting=max(total - in_flight, 0), in_flight=in_flight)
+    def in_flight_by_consumer(self) -> dict[str, int]:
+        """Entries each consumer (a worker pod) holds, over all priorities."""
+        held: dict[str, int] = {}
+        for stream in self.streams:
+            try:
+                summary = self.redis.xpending(stream, keys.CONSUMER_GROUP)
+            except redis_errors.ResponseError:  # no group yet: nothing delivered
+                continue
+            for consumer in summary.get("consumers") or []:
+                name = _text(consumer["name"])
+                held[name] = held.get(name, 0) + int(consumer["pending"])
+        return held
 
     def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
         """The most recent dead letters, newest first."""

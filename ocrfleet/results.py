@@ -5,11 +5,12 @@ These models are the JSON that the API returns, the worker stores and the CLI wr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-DocumentStatus = Literal["queued", "processing", "succeeded", "failed"]
+from ocrfleet.lifecycle import DocumentStatus
+
 DOCUMENT_TYPES = ("auto", "id_card", "bank_statement", "generic")
 
 
@@ -68,6 +69,8 @@ class DocumentResult(BaseModel):
     status: DocumentStatus
     sha256: str
     job: str | None = None
+    """The OcrJob (``namespace.name``) the document belongs to; for a document of an API batch or a
+    CLI run, that batch's or run's id (one field on the wire, see :attr:`DocumentRow.job`)."""
     filename: str | None = None
     document_type: str | None = None
     pages: list[PageResult] = Field(default_factory=list)

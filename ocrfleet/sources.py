@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urljoin, urlparse
@@ -60,8 +62,26 @@ def s3_ref(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+MAX_FILENAME = 255
+
+
+def clean_filename(raw: str | None) -> str | None:
+    """The name a document is kept under: the last path component of what the client sent
+    (``C:\\scans\\..\\a.pdf`` or ``../../a.pdf`` keep ``a.pdf``), without control or
+    bidirectional-override characters, at most 255 characters; None when nothing is left."""
+    if not raw:
+        return None
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"))
+    name = name.strip()
+    if set(name) <= {"."}:  # "", "." and ".." name no file
+        return None
+    return name[:MAX_FILENAME]
+
+
 def filename_of(ref: str) -> str:
-    return PurePosixPath(urlparse(ref).path if "://" in ref else ref.partition(":")[2]).name
+    return clean_filename(unquote(PurePosixPath(urlparse(ref).path if "://" in ref else ref.partition(":")[2]).name)) \
+        or ""
 
 
 # -- fetching ----------------------------------------------------------------------------------
@@ -82,9 +102,12 @@ def fetch(ref: str, access: SourceAccess) -> bytes:
 def allowed(url: str, allowlist) -> bool:
     """Whether ``url`` may be fetched: an http(s) URL without credentials under an allowed prefix.
 
-    The URL is normalized first (dot segments removed, so ``/docs/../x`` cannot pass as
-    ``/docs/``), and dot segments or backslashes that only appear once decoded (``%2e%2e``,
-    which servers decode) are refused. Prefixes should end with ``/``.
+    "Under" is structural, not a string prefix: scheme, host and port equal the prefix's
+    exactly (``http://10.0.0.5:2808/`` does not allow port 28081, ``docs.example.com`` not
+    ``docs.example.com.evil.net``), and the prefix's path segments begin the URL's path
+    (``/inbox/`` does not allow ``/inbox-private/``). The URL is normalized first (dot segments
+    removed, so ``/docs/../x`` cannot pass as ``/docs/``), and dot segments or backslashes that
+    only appear once decoded (``%2e%2e``, which servers decode) are refused.
     """
     try:
         parsed = httpx.URL(url)
@@ -92,8 +115,25 @@ def allowed(url: str, allowlist) -> bool:
         return False
     decoded = unquote(parsed.path)
     escapes = "\\" in decoded or any(seg in (".", "..") for seg in decoded.split("/"))
-    return (parsed.scheme in ("http", "https") and not parsed.userinfo and not escapes
-            and any(str(parsed).startswith(prefix) for prefix in allowlist))
+    if parsed.scheme not in ("http", "https") or parsed.userinfo or escapes:
+        return False
+    return any(_under(parsed, prefix) for prefix in allowlist)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _under(url: httpx.URL, prefix: str) -> bool:
+    try:
+        base = httpx.URL(prefix)
+    except Exception:
+        return False
+    if (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme]) != (
+            base.scheme, base.host, base.port or _DEFAULT_PORTS.get(base.scheme)):
+        return False
+    want = [s for s in base.raw_path.split(b"?")[0].split(b"/") if s]
+    have = [s for s in url.raw_path.split(b"?")[0].split(b"/") if s]
+    return have[:len(want)] == want
 
 
 def _fetch_url(url: str, access: SourceAccess) -> bytes:
@@ -148,14 +188,22 @@ def confined(access: SourceAccess, path: str) -> Path:
 
 
 def _read_capped(path: Path, max_bytes: int, ref: str) -> bytes:
+    """A regular file's bytes, at most ``max_bytes``; a device, FIFO or socket is refused
+    (opened without blocking, so a FIFO cannot hang the reader; ``/dev/zero`` never streams)."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise DocumentTooLarge(f"{ref} is {size:,} bytes, over the {max_bytes:,}-byte limit")
-            return f.read(max_bytes + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise SourceNotFound(f"{ref}: no such file on the volume") from None
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceRefused(f"{ref} is not a regular file (a device, FIFO or socket); it is not read")
+        if info.st_size > max_bytes:
+            raise DocumentTooLarge(f"{ref} is {info.st_size:,} bytes, over the {max_bytes:,}-byte limit")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew while being read
+        raise DocumentTooLarge(f"{ref} is over the {max_bytes:,}-byte limit")
+    return data
 
 
 # -- listing -----------------------------------------------------------------------------------

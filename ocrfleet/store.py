@@ -4,6 +4,9 @@ Two tables: ``documents`` (one row per submitted document, with its content hash
 and ``pages`` (one row per document page, keyed by ``(document_id, page)`` so a retry
 overwrites instead of duplicating). A document seen before by the same tenant is found by
 ``(tenant, sha256)`` and answered without inference.
+
+Every query on these tables is a method of :class:`ResultStore`; a document's state moves only
+along :data:`ocrfleet.lifecycle.MOVES`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import (
     JSON,
@@ -25,11 +29,15 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from ocrfleet.lifecycle import DocumentStatus, can_move
 from ocrfleet.results import DocumentError, DocumentResult, PageResult
 
 
@@ -48,17 +56,22 @@ class DocumentRow(Base):
     tenant: Mapped[str] = mapped_column(String(128))
     sha256: Mapped[str] = mapped_column(String(64))
     job: Mapped[str | None] = mapped_column(String(256), default=None)
+    """The OcrJob (``namespace.name``) of the document; for an API batch's or a CLI run's document,
+    the batch's or run's id. One column holds both (stored rows and the ``job`` of API answers
+    carry batch ids), so an OcrJob's documents are told apart by their tenant
+    (:func:`ocrfleet.intake.job_tenant`)."""
     filename: Mapped[str | None] = mapped_column(String(512), default=None)
     content_type: Mapped[str | None] = mapped_column(String(64), default=None)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     document_type: Mapped[str | None] = mapped_column(String(32), default=None)
     requested_type: Mapped[str] = mapped_column(String(32), default="auto")
     mask_fields: Mapped[list] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.QUEUED)
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     page_count: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """The queue's attempt number of the latest try (:attr:`ocrfleet.queue.Delivery.attempt`)."""
     cached_from: Mapped[str | None] = mapped_column(String(64), default=None)
     processing_ms: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -83,8 +96,18 @@ class PageRow(Base):
     """The page's :class:`~ocrfleet.results.PageResult` as JSON (masked per the document's policy)."""
 
 
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and foreign keys so several processes can share it."""
+    """An engine for ``url``; SQLite gets WAL and foreign keys so several processes can share it.
+
+    PostgreSQL connections give up connecting after ``CONNECT_TIMEOUT_S``, the server cancels a
+    statement after ``STATEMENT_TIMEOUT_MS``, TCP keepalives find a vanished server, and a
+    checkout waits at most ``CONNECT_TIMEOUT_S`` for a free connection: a slow or partitioned
+    database becomes an error the caller handles, not a hang.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -97,7 +120,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=CONNECT_TIMEOUT_S,
+                         connect_args=connect_args)
 
 
 class ResultStore:
@@ -108,7 +134,20 @@ class ResultStore:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
+        """Create missing tables, and add columns a newer release declares to older tables.
+
+        A pool's database outlives releases (its volume is kept), so a column added since is
+        added to the table in place; added columns are nullable, so old rows stay valid.
+        """
         Base.metadata.create_all(self.engine)
+        existing = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                have = {c["name"] for c in existing.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -123,15 +162,19 @@ class ResultStore:
             if s.get(DocumentRow, row.id) is None:
                 s.add(row)
 
-    def mark_processing(self, document_id: str) -> None:
+    def mark_processing(self, document_id: str, *, attempt: int = 1) -> bool:
+        """A worker starts try ``attempt`` of the document; False (nothing changes) once it is
+        finished or when it is unknown."""
         with self.session() as s:
             doc = s.get(DocumentRow, document_id)
-            if doc is not None and doc.status not in ("succeeded", "failed"):
-                doc.status = "processing"
-                doc.attempts = (doc.attempts or 0) + 1
+            if doc is None or not can_move(doc.status, DocumentStatus.PROCESSING):
+                return False
+            doc.status = DocumentStatus.PROCESSING
+            doc.attempts = max(doc.attempts or 0, attempt)
+            return True
 
     def save_result(self, document_id: str, pages: list[PageResult], *, document_type: str,
-                    processing_ms: float | None = None, cached_from: str | None = None) -> None:
+                    processing_ms: float | None = None, cached_from: str | None = None) -> bool:
         """Store every page of a document and mark it succeeded, in one transaction.
 
         Idempotent: a retry replaces the earlier pages, so each page has exactly one row.
@@ -140,26 +183,33 @@ class ResultStore:
             doc = s.get(DocumentRow, document_id)
             if doc is None:
                 raise KeyError(f"unknown document {document_id!r}")
+            if not can_move(doc.status, DocumentStatus.SUCCEEDED):
+                return False
             s.execute(delete(PageRow).where(PageRow.document_id == document_id))
             for p in pages:
                 s.add(PageRow(document_id=document_id, page=p.page, document_type=p.document_type,
                               result=p.model_dump_json()))
-            doc.status = "succeeded"
+            doc.status = DocumentStatus.SUCCEEDED
             doc.document_type = document_type
             doc.page_count = len(pages)
             doc.error_code = doc.error_message = None
             doc.processing_ms = processing_ms
             doc.cached_from = cached_from
             doc.finished_at = utcnow()
+            return True
 
-    def mark_failed(self, document_id: str, error: DocumentError) -> None:
+    def mark_failed(self, document_id: str, error: DocumentError) -> bool:
+        """Mark the document failed with ``error``."""
         with self.session() as s:
             doc = s.get(DocumentRow, document_id)
             if doc is None:
                 raise KeyError(f"unknown document {document_id!r}")
-            doc.status = "failed"
+            if not can_move(doc.status, DocumentStatus.FAILED):
+                return False
+            doc.status = DocumentStatus.FAILED
             doc.error_code, doc.error_message = error.code, error.message
             doc.finished_at = utcnow()
+            return True
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -171,17 +221,29 @@ class ResultStore:
                 return None
             return self._to_result(s, doc)
 
-    def find_by_hash(self, tenant: str, sha256: str) -> DocumentResult | None:
-        """The newest succeeded document of ``tenant`` with this content hash."""
+    def mask_fields(self, document_id: str) -> list[str]:
+        """The names of the fields the document's policy masks (none for an unknown document)."""
         with self.session() as s:
-            doc = s.scalars(
+            return list(s.scalar(select(DocumentRow.mask_fields).where(DocumentRow.id == document_id)) or [])
+
+    def succeeded_page_count(self, document_id: str) -> int | None:
+        """The page count of a document whose result is stored; None while it has none."""
+        with self.session() as s:
+            doc = s.get(DocumentRow, document_id)
+            return doc.page_count if doc is not None and doc.status == DocumentStatus.SUCCEEDED else None
+
+    def processed_results(self, tenant: str, sha256: str, *, exclude: str = "", limit: int) -> list[DocumentRow]:
+        """The tenant's newest ``limit`` succeeded documents with this content that were really
+        processed (not answered from another's result), ``exclude`` left out; rows without pages."""
+        with self.session() as s:
+            return list(s.scalars(
                 select(DocumentRow)
                 .where(DocumentRow.tenant == tenant, DocumentRow.sha256 == sha256,
-                       DocumentRow.status == "succeeded")
+                       DocumentRow.status == DocumentStatus.SUCCEEDED, DocumentRow.id != exclude,
+                       DocumentRow.cached_from.is_(None))
                 .order_by(DocumentRow.finished_at.desc())
-                .limit(1)
-            ).first()
-            return None if doc is None else self._to_result(s, doc)
+                .limit(limit)
+            ).all())
 
     def job_documents(self, job: str, *, tenant: str, limit: int, after: str = ""
                       ) -> list[tuple[DocumentResult, list[str]]]:
@@ -195,10 +257,53 @@ class ResultStore:
             ).all()
             return [(self._to_result(s, d), list(d.mask_fields or [])) for d in docs]
 
-    def pages(self, document_id: str) -> list[PageResult]:
+    def batch_counts(self, batch: str) -> dict[DocumentStatus, int]:
+        """How many of a batch's (or a CLI run's) documents are in each state."""
         with self.session() as s:
-            rows = s.scalars(select(PageRow).where(PageRow.document_id == document_id).order_by(PageRow.page))
-            return [PageResult.model_validate(json.loads(r.result)) for r in rows]
+            rows = s.execute(select(DocumentRow.status, func.count()).where(DocumentRow.job == batch)
+                             .group_by(DocumentRow.status)).all()
+        return {DocumentStatus(status): int(n) for status, n in rows}
+
+    def batch_documents(self, batch: str, *, limit: int) -> list[tuple[str, DocumentStatus, str | None]]:
+        """The first ``limit`` documents of a batch in submission order: id, state and filename."""
+        with self.session() as s:
+            rows = s.execute(select(DocumentRow.id, DocumentRow.status, DocumentRow.filename)
+                             .where(DocumentRow.job == batch).order_by(DocumentRow.created_at).limit(limit)).all()
+        return [(i, DocumentStatus(status), filename) for i, status, filename in rows]
+
+    def tenant_counts(self, tenant: str, start: dt.datetime, end: dt.datetime) -> TenantCounts:
+        """The tenant's documents created in ``[start, end)``, counted.
+
+        The p95 is read with an ordered ``OFFSET`` query, which PostgreSQL and SQLite both answer
+        from the tenant's index.
+        """
+        scope = (DocumentRow.tenant == tenant, DocumentRow.created_at >= start, DocumentRow.created_at < end)
+        succeeded = DocumentRow.status == DocumentStatus.SUCCEEDED
+        with self.session() as s:
+            by_status = s.execute(
+                select(DocumentRow.status, func.count()).where(*scope).group_by(DocumentRow.status)).all()
+            by_type = s.execute(
+                select(func.coalesce(DocumentRow.document_type, "unknown"), func.count())
+                .where(*scope, succeeded).group_by(DocumentRow.document_type)).all()
+            cached = s.scalar(select(func.count()).where(*scope, DocumentRow.cached_from.is_not(None))) or 0
+            timed = (*scope, succeeded, DocumentRow.processing_ms.is_not(None), DocumentRow.cached_from.is_(None))
+            n = s.scalar(select(func.count()).where(*timed)) or 0
+            p95 = None
+            if n:
+                p95 = s.scalar(select(DocumentRow.processing_ms).where(*timed).order_by(DocumentRow.processing_ms)
+                               .offset(min(n - 1, int(0.95 * n))).limit(1))
+        return TenantCounts(by_status={DocumentStatus(k): int(v) for k, v in by_status},
+                            by_document_type={k: int(v) for k, v in by_type},
+                            answered_from_cache=int(cached), p95_processing_ms=p95)
+
+    def outcomes_since(self, start: dt.datetime) -> list[tuple[DocumentStatus, str, int]]:
+        """Documents created since ``start`` (every tenant's), counted by state and document type."""
+        with self.session() as s:
+            rows = s.execute(
+                select(DocumentRow.status, func.coalesce(DocumentRow.document_type, "unknown"), func.count())
+                .where(DocumentRow.created_at >= start)
+                .group_by(DocumentRow.status, DocumentRow.document_type)).all()
+        return [(DocumentStatus(status), document_type, int(n)) for status, document_type, n in rows]
 
     @staticmethod
     def _to_result(s: Session, doc: DocumentRow) -> DocumentResult:
@@ -206,7 +311,7 @@ class ResultStore:
         return DocumentResult(
             document_id=doc.id,
             tenant=doc.tenant,
-            status=doc.status,  # type: ignore[arg-type]
+            status=DocumentStatus(doc.status),
             sha256=doc.sha256,
             job=doc.job,
             filename=doc.filename,
@@ -216,3 +321,15 @@ class ResultStore:
             cached=doc.cached_from is not None,
             processing_ms=doc.processing_ms,
         )
+
+
+@dataclass(frozen=True)
+class TenantCounts:
+    """A tenant's documents of one span of time (:meth:`ResultStore.tenant_counts`)."""
+
+    by_status: dict[DocumentStatus, int]
+    by_document_type: dict[str, int]
+    """Succeeded documents by the type they were read as."""
+    answered_from_cache: int
+    p95_processing_ms: float | None
+    """Over documents really processed (not answered from the cache); None when there are none."""

@@ -62,7 +62,7 @@ def test_malformed_or_missing_references_say_what_is_wrong(store):
 
 
 def test_an_unreachable_object_store_is_a_temporary_error_that_names_it(tmp_path):
-    from ocrfleet.localproc import free_port
+    from ocrfleet_dev.localproc import free_port
 
     store = S3BlobStore.from_url("s3://documents/p", endpoint=f"http://127.0.0.1:{free_port()}", access_key="k",
                                  secret_key="s", staging=tmp_path, retries=0)

@@ -18,3 +18,17 @@ def test_outcomes_are_counted_exactly_once(redis_client):
     assert p.pages_per_second(now=102.0, window=10) == 0.2
     p.forget("job")
     assert p.read("job").total == 0
+
+
+def test_a_job_is_listed_once_its_total_is_set_even_when_the_total_is_zero(redis_client):
+    """The operator tells "not listed yet" from "listed, empty" in the same read as the counts, so a
+    feed that sets the total between two reads cannot make a job look empty (and fail it)."""
+    progress = JobProgress(redis_client, "pool")
+    before = progress.read("ns.job")
+    assert not before.listed and before.total == 0
+    progress.set_total("ns.job", 3)
+    progress.record_enqueued("ns.job", 2)
+    after = progress.read("ns.job")
+    assert after.listed and (after.total, after.enqueued, after.in_flight) == (3, 2, 2)
+    progress.set_total("ns.empty", 0)
+    assert progress.read("ns.empty").listed

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+import redis
+
 from ocrfleet import keys
 from ocrfleet.queue import Task, WorkQueue
 
@@ -29,6 +32,33 @@ def test_depth_counts_waiting_and_in_flight_until_acked(redis_client):
     assert (q.depth().waiting, q.depth().in_flight) == (3, 2)
     q.ack(got[0])
     assert (q.depth().waiting, q.depth().in_flight) == (3, 1)
+    q.read("w2", count=1)
+    assert q.in_flight_by_consumer() == {"w1": 1, "w2": 1}
+
+
+def test_depth_before_any_group_or_entry_is_zero_and_the_async_read_agrees(redis_client, redis_server):
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from ocrfleet.queue import depth_from_replies, queue_depth_commands
+
+    q = WorkQueue(redis_client, "fresh")
+    assert q.depth().total == 0 and q.in_flight_by_consumer() == {}
+    q.ensure_groups()
+    for i in range(3):
+        q.enqueue(task(i))
+    q.read("w1", count=1)
+
+    async def read() -> int:  # the API's backpressure reads the same rule over the asyncio client
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            pipe = queue_depth_commands(client.pipeline(transaction=False), "fresh")
+            return depth_from_replies(await pipe.execute(raise_on_error=False))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(read()) == q.depth() and q.depth().in_flight == 1
 
 
 def test_high_priority_is_read_first(redis_client):
@@ -123,3 +153,61 @@ def test_pools_of_one_name_in_two_namespaces_never_share_a_queue(redis_client):
     assert loans.depth().total == 1
     assert audit.depth().total == 0
     assert keys.stream(keys.pool("loans", "ocr")) == "ocrfleet:loans/ocr:stream:normal"
+
+
+def test_a_big_job_goes_in_once_in_bounded_batches_counted_as_it_goes(redis_client):
+    from ocrfleet import intake
+    from ocrfleet.progress import JobProgress
+
+    q, progress = WorkQueue(redis_client, "pool"), JobProgress(redis_client, "pool")
+    template = Task(document_id="6f0c1e4e-2a47-4a50-9d3b-8d7f0a1c2b3d", tenant="ocrjob:loans", job="loans.big")
+    tasks = intake.document_tasks(template, [f"https://docs.example.com/inbox/{i}.png" for i in range(2300)])
+    counted = []  # the job's enqueued count after each bounded batch
+    real = q.enqueue_new
+
+    def enqueue_new(batch, **kw):
+        added = real(batch, **kw)
+        counted.append(progress.read("loans.big").enqueued)
+        return added
+
+    q.enqueue_new = enqueue_new
+    assert intake.enqueue_job(q, progress, "loans.big", tasks, batch=500) == 2300
+    assert counted == [500, 1000, 1500, 2000, 2300], "each bounded batch is counted as it goes in"
+    assert intake.enqueue_job(q, progress, "loans.big", tasks, batch=500) == 0, "a second feed adds nothing"
+    assert q.depth().total == 2300 and progress.read("loans.big").enqueued == 2300
+    ids = [f[b"document_id"] for _, f in redis_client.xrange(keys.stream("pool", "normal"))]
+    assert len(set(ids)) == 2300
+
+
+def test_a_requests_tasks_go_in_together_or_not_at_all_when_the_connection_drops(redis_client, redis_server):
+    """The connection to Redis drops after three tasks' worth of bytes: none of the ten is queued
+    (the API then answers 503 and the client's retry queues each document once)."""
+    from tests.conftest import CuttingProxy
+
+    tasks = [task(i) for i in range(10)]
+    one = len(b"".join(f"{k}{v}".encode() for k, v in tasks[0].to_fields().items())) + 200
+    proxy = CuttingProxy(redis_server.port, cut_after=3 * one)
+    try:
+        cut = redis.Redis(port=proxy.port, socket_timeout=5, retry=None)
+        with pytest.raises(redis.ConnectionError):
+            WorkQueue(cut, "pool").enqueue_all(tasks)
+    finally:
+        proxy.close()
+    assert proxy.forwarded >= one, "the cut came in the middle of the request"
+    assert redis_client.xlen(keys.stream("pool", "normal")) == 0
+    WorkQueue(redis_client, "pool").enqueue_all(tasks)  # the retry
+    assert redis_client.xlen(keys.stream("pool", "normal")) == 10
+
+
+def test_enqueue_new_counts_each_task_in_the_step_that_enqueues_it(redis_client):
+    """A feed killed between batches leaves every enqueued task counted, and none twice."""
+    from ocrfleet.progress import JobProgress
+
+    q, progress = WorkQueue(redis_client, "pool"), JobProgress(redis_client, "pool")
+    q.ensure_groups()
+    dedupe = keys.job_enqueued("pool", "ns.job")
+    tasks = [task(i, job="ns.job") for i in range(4)]
+    assert q.enqueue_new(tasks[:3], dedupe_set=dedupe, count_in=progress.enqueued_counter("ns.job")) == 3
+    assert q.enqueue_new(tasks, dedupe_set=dedupe, count_in=progress.enqueued_counter("ns.job")) == 1
+    assert progress.read("ns.job").enqueued == 4 and q.depth().total == 4
+    assert q.enqueue_new(tasks[:1], dedupe_set=dedupe) == 0 and progress.read("ns.job").enqueued == 4

@@ -7,7 +7,9 @@ failure is temporary (the worker retries), a missing document permanent.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -80,7 +82,7 @@ def test_url_answers_map_to_permanent_or_temporary_errors(site):
         sources.fetch(f"{site}/docs/forbidden", access(site))
     with pytest.raises(TemporaryError, match="503"):
         sources.fetch(f"{site}/docs/busy", access(site))
-    from ocrfleet.localproc import free_port
+    from ocrfleet_dev.localproc import free_port
 
     closed = f"http://127.0.0.1:{free_port()}/docs/"
     with pytest.raises(TemporaryError, match="cannot fetch"):
@@ -129,3 +131,30 @@ def test_s3_sources_are_listed_and_read_in_the_pools_store(s3_blobs):
         sources.fetch("s3://inbox/huge.png", a)
     with pytest.raises(SourceRefused, match="no object store"):
         sources.fetch("s3://inbox/2025-01/a.png", SourceAccess(max_bytes=1000))
+
+
+def test_the_allowlist_compares_scheme_host_port_and_path_segments_exactly():
+    allow = ("http://127.0.0.1:2808/", "https://docs.example.com/inbox/")
+    assert sources.allowed("http://127.0.0.1:2808/a.png", allow)
+    assert sources.allowed("https://DOCS.example.com:443/inbox/2025/a.png", allow)
+    for url in ("http://127.0.0.1:28081/a.png",  # a string prefix of the port
+                "http://127.0.0.1/a.png", "https://127.0.0.1:2808/a.png",
+                "https://docs.example.com/inbox-private/a.png",  # a string prefix of the segment
+                "https://docs.example.com.evil.net/inbox/a.png",
+                "http://docs.example.com/inbox/a.png", "https://docs.example.com@127.0.0.1/inbox/a.png"):
+        assert not sources.allowed(url, allow), url
+
+
+def test_a_fifo_or_device_on_the_volume_is_refused_without_hanging(tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    os.mkfifo(volume / "pipe.pdf")  # opening it to read would block forever
+    (volume / "zero.pdf").symlink_to("/dev/zero")  # leaves the volume: refused before it is opened
+    a = SourceAccess(max_bytes=1000, volume_root=volume)
+    started = time.monotonic()
+    with pytest.raises(SourceRefused, match="not a regular file"):
+        sources.fetch("volume:pipe.pdf", a)
+    with pytest.raises(SourceRefused, match="outside the volume"):
+        sources.fetch("volume:zero.pdf", a)
+    assert time.monotonic() - started < 5
+    assert sources.list_volume(a, ".") == [] or "volume:pipe.pdf" not in sources.list_volume(a, ".")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ocrfleet.cli import main
+from ocrfleet_dev.cli import main
 
 
 def test_samples_then_process_writes_one_json_line_per_document(tmp_path):

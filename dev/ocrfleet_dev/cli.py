@@ -1,12 +1,14 @@
-"""The ``ocrfleet`` command: the embedded path, without Kubernetes.
+"""The ``ocrfleet`` command: the embedded path, without Kubernetes (development tooling: it starts
+local servers no image runs, so it lives beside them rather than in the worker image).
 
 ``ocrfleet process <files or folders>`` starts what it needs — a local Redis on a free port,
-the OCR engine (Triton from the worker image's launcher, or the in-process PyTorch engine),
-a SQLite results store — queues every document exactly as the cluster does, runs a worker
+the OCR engine (the local Triton of :mod:`ocrfleet_dev.triton`, or the in-process PyTorch engine),
+a SQLite results store — accepts every document as the API does (:class:`ocrfleet.intake.Intake`;
+the run's documents are one batch, counted together), runs a worker
 over the queue with a progress bar, writes one JSON line per document and prints a summary.
 It exits 1 when any document failed, 0 otherwise.
 
-``ocrfleet samples <dir>`` writes a labelled sample set (:mod:`ocrfleet.docgen`).
+``ocrfleet samples <dir>`` writes a labelled sample set (:mod:`ocrfleet_dev.docgen`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ocrfleet import __version__
+from ocrfleet.lifecycle import DocumentStatus
 from ocrfleet.results import DOCUMENT_TYPES, DocumentResult
 
 if TYPE_CHECKING:
@@ -50,7 +54,7 @@ def find_documents(paths: list[str]) -> list[Path]:
 def ocr_engine(kind: str, *, replay_dir: str | None, console: Console) -> Iterator[object]:
     """The engine for ``kind``, with whatever server it needs running for the block."""
     if kind == "replay":
-        from ocrfleet_worker.replay_engine import ReplayEngine
+        from ocrfleet_dev.replay_engine import ReplayEngine
 
         yield ReplayEngine.from_sample_set(replay_dir) if replay_dir else ReplayEngine()
         return
@@ -62,7 +66,8 @@ def ocr_engine(kind: str, *, replay_dir: str | None, console: Console) -> Iterat
         yield engine
         return
     from ocrfleet_worker.engine import TritonEngine
-    from ocrfleet_worker.triton_server import TritonServer
+
+    from ocrfleet_dev.triton import TritonServer
 
     with console.status("starting Triton (first start converts and caches the model)"), TritonServer() as server:
         yield TritonEngine(server.grpc_url)
@@ -77,10 +82,12 @@ def process(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ocrfleet.blobs import LocalBlobStore
-    from ocrfleet.localproc import RedisServer
+    from ocrfleet.intake import Intake
+    from ocrfleet.masking import MaskPolicy
     from ocrfleet.progress import JobProgress
-    from ocrfleet.queue import Task, WorkQueue
-    from ocrfleet.store import DocumentRow, ResultStore, make_engine
+    from ocrfleet.queue import WorkQueue
+    from ocrfleet.store import ResultStore, make_engine
+    from ocrfleet_dev.localproc import RedisServer
 
     console = Console(stderr=True)
     files = find_documents(args.paths)
@@ -89,9 +96,9 @@ def process(args: argparse.Namespace) -> int:
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="ocrfleet-process-"))
     database = args.database or f"sqlite:///{Path(args.out).with_suffix('.db').resolve()}"
-    job = f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run = f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     cluster = "local"
-    mask = tuple(m for m in (args.mask or "").split(",") if m)
+    policy = MaskPolicy.from_names([m for m in (args.mask or "").split(",") if m])
     try:
         with RedisServer(appendonly=False) as server, \
                 ocr_engine(args.engine, replay_dir=args.replay_dir, console=console) as engine:
@@ -102,18 +109,14 @@ def process(args: argparse.Namespace) -> int:
             queue = WorkQueue(client, cluster, max_attempts=args.max_attempts)
             queue.ensure_groups()
             progress = JobProgress(client, cluster)
-            ids: list[tuple[Path, str]] = []
+            intake = Intake(store=store, blobs=blobs, queue=queue, progress=progress)
+            incoming = []
             for path in files:
-                blob = blobs.put_bytes(path.read_bytes())
-                doc_id = uuid.uuid4().hex
-                store.add_document(DocumentRow(id=doc_id, tenant=args.tenant, sha256=blob.sha256, job=job,
-                                               filename=path.name, size_bytes=blob.size,
-                                               requested_type=args.type, mask_fields=list(mask)))
-                queue.enqueue(Task(document_id=doc_id, tenant=args.tenant, blob=blob.ref, sha256=blob.sha256,
-                                   job=job, filename=path.name, document_type=args.type, mask_fields=mask))
-                ids.append((path, doc_id))
-            progress.set_total(job, len(ids))
-            progress.record_enqueued(job, len(ids))
+                staged = blobs.stage(None)
+                staged.write(path.read_bytes())
+                incoming.append(intake.commit(staged, filename=path.name))
+            accepted = intake.accept(args.tenant, incoming, document_type=args.type, policy=policy, batch=run)
+            ids = [(path, a.document_id) for path, a in zip(files, accepted, strict=True)]
 
             worker = Worker(queue=queue, store=store, progress=progress, blobs=blobs,
                             pipeline=DocumentPipeline(engine, DecodeLimits(max_side=args.max_side)),
@@ -127,14 +130,14 @@ def process(args: argparse.Namespace) -> int:
                 task_id = bar.add_task("ocr", total=len(ids), pages=0)
                 try:
                     while runner.is_alive():
-                        counts = progress.read(job)
+                        counts = progress.read(run)
                         bar.update(task_id, completed=counts.done, pages=counts.pages)
                         runner.join(0.2)
                 except KeyboardInterrupt:
                     console.print("[yellow]stopping after the current document…[/]")
                     worker.stop()
                     runner.join()
-                counts = progress.read(job)
+                counts = progress.read(run)
                 bar.update(task_id, completed=counts.done, pages=counts.pages)
             elapsed = time.perf_counter() - started
             results = [(path, store.get(doc_id)) for path, doc_id in ids]
@@ -148,7 +151,7 @@ def process(args: argparse.Namespace) -> int:
             line = result.model_dump(mode="json") | {"path": str(path)}
             f.write(_json(line) + "\n")
     _summary(console, results, elapsed, out)
-    return 0 if all(r.status == "succeeded" for _p, r in results) else 1
+    return 0 if all(r.status == DocumentStatus.SUCCEEDED for _p, r in results) else 1
 
 
 def _json(data: dict) -> str:
@@ -176,14 +179,14 @@ def _summary(console: Console, results: list[tuple[Path, DocumentResult]], elaps
                          for n in shown)
         checks = [c for p in r.pages for c in p.checks]
         passed = f"{sum(c.passed for c in checks)}/{len(checks)}" if checks else "-"
-        status = "[green]ok[/]" if r.status == "succeeded" else f"[red]{r.error.code if r.error else r.status}[/]"
+        status = "[green]ok[/]" if r.status == DocumentStatus.SUCCEEDED else f"[red]{r.error.code if r.error else r.status}[/]"
         if r.cached:
             status += " (cached)"
         table.add_row(path.name, r.document_type or "-", str(len(r.pages)), status,
                       keys or (r.error.message if r.error else ""), passed,
                       f"{r.processing_ms:.0f}" if r.processing_ms is not None else "-")
     console.print(table)
-    failed = sum(r.status != "succeeded" for _p, r in results)
+    failed = sum(r.status != DocumentStatus.SUCCEEDED for _p, r in results)
     rate = pages / elapsed if elapsed > 0 else 0.0
     console.print(f"{len(results)} documents, {pages} pages, {failed} failed in {elapsed:.1f} s "
                   f"({rate:.2f} pages/s); results in {out}")
@@ -192,7 +195,7 @@ def _summary(console: Console, results: list[tuple[Path, DocumentResult]], elaps
 def samples(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ocrfleet import docgen
+    from ocrfleet_dev import docgen
 
     console = Console(stderr=True)
     kinds = tuple(args.kinds.split(",")) if args.kinds else docgen.KINDS
@@ -207,6 +210,7 @@ def samples(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocrfleet", description="Document OCR on a GPU pool, and locally.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("process", help="OCR files or folders locally (local Redis, Triton, SQLite); writes JSONL")

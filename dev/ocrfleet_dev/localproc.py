@@ -21,11 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ocrfleet.errors import OcrfleetError
-
-
-class ServiceError(OcrfleetError):
-    code = "service_failed"
+from ocrfleet.errors import ServiceError
 
 
 def free_port() -> int:
