@@ -4,6 +4,8 @@ Talks to the results database named by ``OCRFLEET_DATABASE_URL`` (and derives si
 from ``OCRFLEET_SIGNING_MASTER_KEY``). A key is printed once, as JSON, when it is issued.
 
     python -m ocrfleet_api.admin create-tenant acme [--require-signature] [--rate-limit N]
+                                                    [--mask-fields id_number,name | all | none]
+                                                    [--ocrjob-namespaces loans,statements]
     python -m ocrfleet_api.admin issue-key acme [--label ci]
     python -m ocrfleet_api.admin revoke-key <key_id>
     python -m ocrfleet_api.admin list-keys acme
@@ -16,7 +18,8 @@ import dataclasses
 import json
 import sys
 
-from ocrfleet.store import Base, ResultStore, make_engine
+from ocrfleet.masking import MaskPolicy
+from ocrfleet.store import ResultStore, make_engine
 from ocrfleet_api.settings import ApiSettings
 from ocrfleet_api.tenants import TenantDirectory
 
@@ -28,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--require-signature", action="store_true", help="refuse unsigned requests")
     p.add_argument("--rate-limit", type=int, default=None, help="requests per rate-limit window")
+    p.add_argument("--mask-fields", default=None,
+                   help="the tenant's masking policy, comma-separated ('none' masks nothing); "
+                        "default: the deployment's (OCRFLEET_MASK_DEFAULT)")
+    p.add_argument("--ocrjob-namespaces", default="",
+                   help="namespaces whose OcrJob results the tenant's keys may read, comma-separated")
     p = sub.add_parser("issue-key", help="issue an API key (printed once)")
     p.add_argument("tenant")
     p.add_argument("--label", default="")
@@ -38,12 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = ApiSettings()
+    try:
+        master = settings.master_key()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     engine = make_engine(settings.database_url)
-    Base.metadata.create_all(engine)
-    directory = TenantDirectory(ResultStore(engine), settings.signing_master_key.get_secret_value())
+    store = ResultStore(engine)
+    store.create_schema()
+    directory = TenantDirectory(store, master)
     try:
         if args.command == "create-tenant":
-            directory.create_tenant(args.name, require_signature=args.require_signature, rate_limit=args.rate_limit)
+            masks = None if args.mask_fields is None else MaskPolicy.from_names(args.mask_fields.split(",")).names()
+            namespaces = [n.strip() for n in args.ocrjob_namespaces.split(",") if n.strip()]
+            directory.create_tenant(args.name, require_signature=args.require_signature, rate_limit=args.rate_limit,
+                                    mask_fields=masks, ocrjob_namespaces=namespaces or None)
             print(json.dumps({"tenant": args.name}))
         elif args.command == "issue-key":
             print(json.dumps(dataclasses.asdict(directory.issue_key(args.tenant, label=args.label))))

@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ocrfleet import __version__
-from ocrfleet_api import problems
+from ocrfleet_api import metrics, problems
+from ocrfleet_api.bodycap import BodyCapMiddleware
 from ocrfleet_api.metrics import MetricsMiddleware
 from ocrfleet_api.routers import batches, documents, health, ocrjobs, stats
 from ocrfleet_api.services import Services
@@ -32,13 +33,14 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
     async def lifespan(app: FastAPI):
         own = services is None
         app.state.services = running = services or Services.build(settings)
-        flusher = asyncio.create_task(running.usage.run())
+        background = [asyncio.create_task(running.usage.run()), asyncio.create_task(metrics.keep_fresh(running))]
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if own:
                 await running.close()
 
@@ -47,6 +49,7 @@ def create_app(settings: ApiSettings | None = None, *, services: Services | None
     problems.install(app)
     for router in (documents.router, batches.router, ocrjobs.router, stats.router, health.router):
         app.include_router(router)
+    app.add_middleware(BodyCapMiddleware, limit=settings.max_json_bytes)
     app.add_middleware(MetricsMiddleware)
     return app
 

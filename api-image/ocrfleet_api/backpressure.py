@@ -1,22 +1,22 @@
 """Backpressure: refuse new work (503 + Retry-After) while the queue is deeper than a bound.
 
 Work the pool cannot finish in time is better refused at the door than accepted and left to
-rot. The depth is the sum of the pool's stream lengths (acked entries are deleted, so that is
-waiting + in flight), read in one pipelined round trip and reused for ``cache_s`` seconds.
+rot. The depth is the queue's own (:func:`ocrfleet.queue.depth_from_replies`, the rule the
+autoscaler scales on), read in one pipelined round trip and reused for ``cache_s`` seconds.
 """
 
 from __future__ import annotations
 
 import time
 
-from ocrfleet import keys
+from ocrfleet.queue import depth_from_replies, queue_depth_commands
 from ocrfleet_api.problems import Problem
 
 
 class QueueGate:
     def __init__(self, redis, cluster: str, *, max_depth: int, cache_s: float, retry_after_s: int) -> None:
         self.redis = redis
-        self.streams = [keys.stream(cluster, p) for p in keys.PRIORITIES]
+        self.cluster = cluster
         self.max_depth = max_depth
         self.cache_s = cache_s
         self.retry_after_s = retry_after_s
@@ -26,10 +26,8 @@ class QueueGate:
     async def depth(self) -> int:
         now = time.monotonic()
         if now - self._read_at >= self.cache_s:
-            pipe = self.redis.pipeline(transaction=False)
-            for name in self.streams:
-                pipe.xlen(name)
-            self._depth = sum(int(n) for n in await pipe.execute())
+            pipe = queue_depth_commands(self.redis.pipeline(transaction=False), self.cluster)
+            self._depth = depth_from_replies(await pipe.execute(raise_on_error=False)).total
             self._read_at = now
         return self._depth
 

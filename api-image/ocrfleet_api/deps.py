@@ -2,7 +2,9 @@
 
 ``TenantDep`` authenticates, applies the tenant's rate limit and, for a signed request,
 holds the (small) body to its declared hash. ``StreamingTenantDep`` does the same but leaves
-the body unread: upload routes check its hash while they stream it.
+the body unread: upload routes check its hash while they stream it. :func:`json_body` parses
+a small JSON body into a model only after the caller was authenticated (a body parameter
+would make FastAPI read it first).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
+from pydantic import BaseModel, ValidationError
 
-from ocrfleet_api.auth import Principal, verify_body
+from ocrfleet_api.auth import Principal, read_body
+from ocrfleet_api.problems import invalid_body
 from ocrfleet_api.services import Services
 
 # Declared so the OpenAPI document names the schemes; the Authenticator does the checking.
@@ -36,9 +40,23 @@ async def authenticated(request: Request, services: ServicesDep, _b: Annotated[o
 
 
 async def tenant_with_body(request: Request, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-    await verify_body(request, principal)
+    await read_body(request, principal)
     return principal
 
 
 TenantDep = Annotated[Principal, Depends(tenant_with_body)]
 StreamingTenantDep = Annotated[Principal, Depends(authenticated)]
+
+
+def parse_json(model: type[BaseModel], body: bytes) -> BaseModel:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_body(exc) from None
+
+
+def json_body(model: type[BaseModel]):
+    """A dependency: the request's JSON body as ``model``, read once the caller is authenticated."""
+    async def parse(request: Request, _principal: TenantDep) -> BaseModel:
+        return parse_json(model, await request.body())
+    return Depends(parse)

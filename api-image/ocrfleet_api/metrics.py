@@ -1,25 +1,26 @@
 """Prometheus metrics: requests, latency, queue depth, cache checks, uploads and outcomes.
 
-With several uvicorn workers the metrics are shared through ``PROMETHEUS_MULTIPROC_DIR``
-(set by :mod:`ocrfleet_api.__main__`), and ``/metrics`` merges every worker's files. Request
-metrics are recorded by a plain ASGI middleware, labelled by route template (never the raw
-path, which would explode the label set).
+They are served on a port of their own (``OCRFLEET_METRICS_PORT``, 9090), never on the
+tenants' port: :func:`serve` starts the exposition server in the process that runs uvicorn.
+With several uvicorn workers the metrics are shared through ``PROMETHEUS_MULTIPROC_DIR`` (set
+by :mod:`ocrfleet_api.__main__`) and the exposition merges every worker's files. The queue
+depth and today's outcomes are refreshed by each worker every ``REFRESH_S``
+(:func:`keep_fresh`). Request metrics are recorded by a plain ASGI middleware, labelled by
+route template (never the raw path, which would explode the label set).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import os
 import time
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as prom_multiprocess
+
+from ocrfleet.lifecycle import DocumentStatus
 
 REQUESTS = Counter("ocrfleet_api_requests_total", "HTTP requests by route and status",
                    ["method", "route", "status"])
@@ -35,13 +36,37 @@ OUTCOMES = Gauge("ocrfleet_documents_today", "Today's documents by status and do
                  ["status", "document_type"], multiprocess_mode="mostrecent")
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition of every metric (merged over workers in multiprocess mode)."""
+REFRESH_S = 15.0
+
+
+def count_accepted(accepted) -> None:
+    """Count accepted documents by how: answered from the cache, or queued."""
+    for a in accepted:
+        DOCUMENTS_ACCEPTED.labels("cache" if a.cached else DocumentStatus.QUEUED.value).inc()
+
+
+def registry() -> CollectorRegistry:
+    """Every metric (merged over workers in multiprocess mode)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        merged = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(merged)
+        return merged
+    return REGISTRY
+
+
+def serve(host: str, port: int) -> None:
+    """The exposition on ``host:port`` (``/metrics``), from a thread of this process."""
+    start_http_server(port, addr=host, registry=registry())
+
+
+async def keep_fresh(services, interval_s: float = REFRESH_S) -> None:
+    """Refresh the gauges read from Redis and the database until cancelled."""
+    while True:
+        with contextlib.suppress(Exception):  # an unreachable Redis must not stop the others
+            QUEUE_DEPTH.set(await services.gate.depth())
+        with contextlib.suppress(Exception):
+            await services.blocking.read(refresh_outcomes, services.store)
+        await asyncio.sleep(interval_s)
 
 
 class MetricsMiddleware:
@@ -83,22 +108,12 @@ def refresh_outcomes(store) -> None:
     now = time.monotonic()
     if now - _outcomes_read_at < _OUTCOMES_TTL_S:
         return
-    import datetime as dt
-
-    from sqlalchemy import func, select
-
-    from ocrfleet.store import DocumentRow
-
     start = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        with store.session() as s:
-            rows = s.execute(
-                select(DocumentRow.status, func.coalesce(DocumentRow.document_type, "unknown"), func.count())
-                .where(DocumentRow.created_at >= start)
-                .group_by(DocumentRow.status, DocumentRow.document_type)).all()
+        rows = store.outcomes_since(start)
     except Exception:  # an unreachable database must not hide every other metric
         return
     OUTCOMES.clear()
     for status, document_type, n in rows:
-        OUTCOMES.labels(status, document_type).set(n)
+        OUTCOMES.labels(status.value, document_type).set(n)
     _outcomes_read_at = now

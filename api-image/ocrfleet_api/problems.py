@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocrfleet.errors import DocumentTooLarge, OcrfleetError, TemporaryError, UnsupportedType
@@ -64,9 +64,16 @@ def from_error(exc: OcrfleetError) -> Problem:
         return Problem(413, exc.code, exc.message, title="Document too large")
     if isinstance(exc, UnsupportedType):
         return Problem(415, exc.code, exc.message, title="Unsupported document type")
-    if isinstance(exc, TemporaryError):
-        return unavailable(exc.message)
+    if isinstance(exc, TemporaryError):  # its message names internal hosts: logged, not answered
+        log.warning("temporary failure: %s", exc.message)
+        return unavailable("a service this API depends on is temporarily unavailable; retry shortly")
     return Problem(422, exc.code, exc.message, title="Invalid document")
+
+
+def invalid_body(exc: ValidationError) -> Problem:
+    """A JSON body that does not match its model."""
+    return Problem(422, "invalid_request", f"the JSON body is invalid: {exc.errors()[0]['msg']}",
+                   errors=[{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
 
 
 def unavailable(detail: str, retry_after: int = 5) -> Problem:
@@ -120,6 +127,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
+    @app.exception_handler(redis.exceptions.OutOfMemoryError)
+    @app.exception_handler(redis.exceptions.BusyLoadingError)
     async def _redis_away(request: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable: %s", exc)
         return unavailable("the queue (Redis) is unreachable; retry shortly").response(request.url.path)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from ocrfleet.keys import PRIORITIES
-from ocrfleet.results import DOCUMENT_TYPES, DocumentResult, DocumentStatus
+from ocrfleet.lifecycle import DocumentStatus
+from ocrfleet.results import DOCUMENT_TYPES, DocumentResult
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 _TYPE_DOC = f"one of {', '.join(DOCUMENT_TYPES)}"
@@ -37,7 +38,9 @@ class DocumentAccepted(BaseModel):
     cached: bool = Field(False, description="Answered from an earlier identical document of this tenant.")
 
 
-class CacheCheck(BaseModel):
+class CacheCheck(SubmitOptions):
+    """A content hash and the options its upload would be sent with."""
+
     sha256: str = Field(..., pattern=SHA256_PATTERN, description="SHA-256 of the document's bytes, hex.")
 
 

@@ -1,24 +1,20 @@
-"""Accepting documents: keep the staged blobs, answer from the cache or enqueue.
+"""Accepting documents: the API's side of :class:`ocrfleet.intake.Intake`.
 
-Runs once everything about a request has been checked. For each document: commit its blob,
-look for an earlier identical document of the same tenant (only when the blob existed before:
-content nobody sent cannot have a result) (a hit is answered at once, copying
-that result, with nothing enqueued), record the document row, then enqueue its task. The row
-goes first so a worker never takes a task whose document is unknown.
+Runs once everything about a request has been checked: the options (:func:`check_options`,
+form fields by :func:`options_from_form`) and each document's bytes. :func:`accept_documents` hands the
+staged documents to the shared intake (commit, then answer from the cache or record and
+enqueue, the request whole or not at all) and answers each with its :class:`DocumentAccepted`.
+A document's policy is the caller's floor (:attr:`Principal.mask`) plus the fields it asks for.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
-from dataclasses import dataclass
 
-from ocrfleet.blobs import BlobStore
+from ocrfleet.intake import Intake, NotQueued
 from ocrfleet.keys import PRIORITIES
-from ocrfleet.progress import JobProgress
-from ocrfleet.queue import Task, WorkQueue
-from ocrfleet.results import DOCUMENT_TYPES, DocumentError
-from ocrfleet.store import DocumentRow, ResultStore
+from ocrfleet.masking import MaskPolicy
+from ocrfleet.results import DOCUMENT_TYPES
 from ocrfleet_api.problems import Problem, unavailable
 from ocrfleet_api.schemas import DocumentAccepted, SubmitOptions
 from ocrfleet_api.uploads import ReceivedDocument
@@ -58,52 +54,22 @@ def check_options(options: SubmitOptions) -> SubmitOptions:
     return options
 
 
-@dataclass
-class Intake:
-    store: ResultStore
-    blobs: BlobStore
-    queue: WorkQueue
-    progress: JobProgress
-    public_url: str = ""
+def accept_documents(intake: Intake, tenant: str, documents: list[ReceivedDocument], options: SubmitOptions, *,
+                     floor: MaskPolicy, public_url: str, batch: str = "") -> list[DocumentAccepted]:
+    """Commit, record and enqueue (or answer from the cache) every document; blocking I/O.
 
-    def status_url(self, document_id: str) -> str:
-        return f"{self.public_url}/v1/documents/{document_id}"
-
-    def accept(self, tenant: str, documents: list[ReceivedDocument], options: SubmitOptions, *,
-               job: str = "") -> list[DocumentAccepted]:
-        """Commit, record and enqueue (or answer from the cache) every document; blocking I/O."""
-        accepted = []
-        for received in documents:
-            info = received.info
-            assert info is not None
-            # Content-addressed: a blob that was not there before is content no tenant has sent,
-            # so no result can exist for it and the cache lookup is skipped.
-            seen_before = self.blobs.exists(f"sha256:{received.staged.sha256}")
-            blob = received.staged.commit()
-            document_id = uuid.uuid4().hex
-            row = DocumentRow(id=document_id, tenant=tenant, sha256=blob.sha256, job=job or None,
-                              filename=received.filename, content_type=info.content_type, size_bytes=blob.size,
-                              requested_type=options.document_type, mask_fields=list(options.mask_fields),
-                              status="queued")
-            cached = self.store.find_by_hash(tenant, blob.sha256) if seen_before else None
-            if cached is not None and options.document_type not in ("auto", cached.document_type):
-                cached = None  # asked to read it as another type: process it anew
-            self.store.add_document(row)
-            if cached is not None:
-                self.store.save_result(document_id, cached.pages, document_type=cached.document_type or "generic",
-                                       processing_ms=0.0, cached_from=cached.document_id)
-            else:
-                task = Task(document_id=document_id, tenant=tenant, blob=blob.ref, sha256=blob.sha256, job=job,
-                            filename=received.filename or "", document_type=options.document_type,
-                            mask_fields=tuple(options.mask_fields), priority=options.priority)
-                try:
-                    self.queue.enqueue(task)
-                except Exception as exc:
-                    self.store.mark_failed(document_id, DocumentError(code="enqueue_failed", message=str(exc)))
-                    raise unavailable("the queue (Redis) refused the document; retry shortly") from exc
-            accepted.append(DocumentAccepted(
-                document_id=document_id, status="succeeded" if cached else "queued",
-                status_url=self.status_url(document_id), sha256=blob.sha256, size_bytes=blob.size,
-                content_type=info.content_type, pages=info.pages, filename=received.filename,
-                cached=cached is not None))
-        return accepted
+    ``batch``: the id of the API batch the documents are submitted in. A queue that refuses
+    them is a 503: nothing of the request was queued.
+    """
+    assert all(d.info is not None for d in documents), "a document is accepted once it is complete"
+    incoming = [intake.commit(d.staged, filename=d.filename, content_type=d.info.content_type) for d in documents]
+    try:
+        accepted = intake.accept(tenant, incoming, document_type=options.document_type, priority=options.priority,
+                                 policy=floor | MaskPolicy.from_names(options.mask_fields), batch=batch)
+    except NotQueued as exc:
+        raise unavailable(str(exc)) from exc
+    return [DocumentAccepted(document_id=a.document_id, status=a.status,
+                             status_url=f"{public_url}/v1/documents/{a.document_id}", sha256=a.blob.sha256,
+                             size_bytes=a.blob.size, content_type=d.info.content_type, pages=d.info.pages,
+                             filename=d.filename, cached=a.cached)
+            for a, d in zip(accepted, documents, strict=True)]

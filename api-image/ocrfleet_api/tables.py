@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ocrfleet.store import Base, utcnow
@@ -23,6 +23,10 @@ class TenantRow(Base):
     require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
     rate_limit: Mapped[int | None] = mapped_column(Integer, default=None)
     """Requests per rate-limit window; None: the deployment's default."""
+    mask_fields: Mapped[list | None] = mapped_column(JSON, default=None)
+    """The tenant's masking policy (field names; [] masks nothing); None: the deployment's default."""
+    ocrjob_namespaces: Mapped[list | None] = mapped_column(JSON, default=None)
+    """Namespaces whose OcrJob results the tenant's keys may read; None: none."""
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

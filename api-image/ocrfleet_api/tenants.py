@@ -44,6 +44,10 @@ class KeyRecord:
     tenant_active: bool
     require_signature: bool
     rate_limit: int | None
+    mask_fields: list[str] | None = None
+    """The tenant's own masking policy; None: the deployment's default."""
+    ocrjob_namespaces: tuple[str, ...] = ()
+    """Namespaces whose OcrJob results the tenant may read."""
 
 
 def hash_key(api_key: str) -> str:
@@ -70,16 +74,19 @@ class TenantDirectory:
         self.store = store
         self.master_key = master_key
 
-    def create_tenant(self, name: str, *, require_signature: bool = False, rate_limit: int | None = None) -> None:
+    def create_tenant(self, name: str, *, require_signature: bool = False, rate_limit: int | None = None,
+                      mask_fields: list[str] | None = None, ocrjob_namespaces: list[str] | None = None) -> None:
         if not _TENANT_NAME.match(name):
             raise ValueError(f"tenant name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
         with self.store.session() as s:
             if s.get(TenantRow, name) is not None:
                 raise ValueError(f"tenant {name!r} exists already")
-            s.add(TenantRow(name=name, require_signature=require_signature, rate_limit=rate_limit))
+            s.add(TenantRow(name=name, require_signature=require_signature, rate_limit=rate_limit,
+                            mask_fields=mask_fields, ocrjob_namespaces=ocrjob_namespaces))
 
     def update_tenant(self, name: str, *, active: bool | None = None, require_signature: bool | None = None,
-                      rate_limit: int | None = None) -> None:
+                      rate_limit: int | None = None, mask_fields: list[str] | None = None,
+                      ocrjob_namespaces: list[str] | None = None) -> None:
         with self.store.session() as s:
             row = s.get(TenantRow, name)
             if row is None:
@@ -90,6 +97,10 @@ class TenantDirectory:
                 row.require_signature = require_signature
             if rate_limit is not None:
                 row.rate_limit = rate_limit
+            if mask_fields is not None:
+                row.mask_fields = mask_fields
+            if ocrjob_namespaces is not None:
+                row.ocrjob_namespaces = ocrjob_namespaces
 
     def issue_key(self, tenant: str, *, label: str = "") -> IssuedKey:
         key_id = secrets.token_hex(8)
@@ -120,7 +131,9 @@ class TenantDirectory:
             key, tenant = found
             return KeyRecord(key_id=key.key_id, tenant=key.tenant, key_sha256=key.key_sha256,
                              revoked=key.revoked_at is not None, tenant_active=tenant.active,
-                             require_signature=tenant.require_signature, rate_limit=tenant.rate_limit)
+                             require_signature=tenant.require_signature, rate_limit=tenant.rate_limit,
+                             mask_fields=tenant.mask_fields,
+                             ocrjob_namespaces=tuple(tenant.ocrjob_namespaces or ()))
 
     def list_keys(self, tenant: str) -> list[tuple[str, str, bool]]:
         with self.store.session() as s:

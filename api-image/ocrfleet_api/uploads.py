@@ -10,7 +10,6 @@ over the cap is refused before one byte is read; without one, reading stops at t
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from ocrfleet import sources
 from ocrfleet.blobs import BlobStore, StagedBlob
 from ocrfleet.errors import DocumentTooLarge, OcrfleetError
 from ocrfleet.sniff import DocumentInfo, DocumentInspector
+from ocrfleet_api.auth import check_signed_body
 from ocrfleet_api.problems import Problem
 
 MAX_FIELDS = 32
@@ -153,9 +153,8 @@ class _FormReader:
             raise _malformed(str(exc)) from None
         if self.part is not None or not self._ended:
             raise _malformed("the body ended before its closing boundary; send the whole body")
-        if digest is not None and not hmac.compare_digest(digest.hexdigest(), body_sha256 or ""):
-            raise Problem(401, "invalid_signature", "the body does not match X-Ocrfleet-Content-SHA256",
-                          title="Unauthorized")
+        if digest is not None and body_sha256 is not None:
+            check_signed_body(body_sha256, digest.hexdigest())
 
     def _handle(self, kind: str, value) -> None:
         if kind == "begin":
@@ -195,7 +194,7 @@ class _FormReader:
         if len(self.form.documents) >= self.limits.max_documents:
             raise Problem(413, "too_many_documents",
                           f"a request may carry at most {self.limits.max_documents} documents; split it")
-        part = _Part(name, raw_filename.decode("utf-8", "replace")[:512] if raw_filename else None)
+        part = _Part(name, sources.clean_filename(raw_filename.decode("utf-8", "replace")) if raw_filename else None)
         part.inspector = DocumentInspector(max_pixels=self.limits.max_pixels, max_pages=self.limits.max_pages)
         part.staged = self.blobs.stage(self.limits.max_document_bytes)
         # Registered at once, so an error in this very part still discards its stage.
@@ -251,5 +250,5 @@ async def fetch_document(url: str, blobs: BlobStore, limits: UploadLimits, *, al
     except BaseException:
         staged.discard()
         raise
-    filename = url.rstrip("/").rsplit("/", 1)[-1][:512] or None
+    filename = sources.filename_of(url.rstrip("/")) or None
     return ReceivedDocument(staged=staged, info=info, filename=filename)

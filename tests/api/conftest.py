@@ -28,12 +28,12 @@ import psutil
 import pytest
 from ocrfleet_api import tables  # noqa: F401  (registers the API's tables on Base)
 from ocrfleet_api.tenants import IssuedKey, TenantDirectory
+from ocrfleet_dev.localproc import free_port
 
 from ocrfleet import keys
-from ocrfleet.localproc import free_port
 from ocrfleet.store import DocumentRow, ResultStore
 
-MASTER_KEY = "test-master-key"
+MASTER_KEY = "test-signing-master-key-0123456789abcdef"
 MAX_UPLOAD = 8 * 1024 * 1024
 QUEUE_BOUND = 50
 
@@ -44,6 +44,7 @@ class Server:
     process: subprocess.Popen
     blob_root: Path
     log: Path
+    metrics_url: str = ""
 
     def rss(self) -> int:
         return psutil.Process(self.process.pid).memory_info().rss
@@ -74,19 +75,19 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def api_server(redis_server, postgres_server, document_site):
-    workdir = Path(tempfile.mkdtemp(prefix="ocrfleet-api-test-"))
-    port = free_port()
-    env = {
+def api_env(redis_url: str, database_url: str, workdir: Path, port: int, site_url: str) -> dict[str, str]:
+    """The test server's settings: tight caps, no key cache, a known signing key."""
+    return {
         **os.environ,
-        "OCRFLEET_REDIS_URL": redis_server.url,
-        "OCRFLEET_DATABASE_URL": postgres_server.url,
+        "OCRFLEET_REDIS_URL": redis_url,
+        "OCRFLEET_DATABASE_URL": database_url,
         "OCRFLEET_BLOB_ROOT": str(workdir / "blobs"),
         "OCRFLEET_HOST": "127.0.0.1",
         "OCRFLEET_PORT": str(port),
+        "OCRFLEET_METRICS_PORT": str(free_port()),
         "OCRFLEET_WORKERS": "1",
         "OCRFLEET_AUTH_CACHE_S": "0",
+        "OCRFLEET_AUTH_FAILURE_LIMIT": "100000",  # every test comes from 127.0.0.1, many with bad keys on purpose
         "OCRFLEET_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
         "OCRFLEET_MAX_BATCH_BYTES": str(2 * MAX_UPLOAD),
         "OCRFLEET_MAX_BATCH_DOCUMENTS": "10",
@@ -96,14 +97,20 @@ def api_server(redis_server, postgres_server, document_site):
         "OCRFLEET_QUEUE_DEPTH_CACHE_S": "0",
         "OCRFLEET_SIGNING_MASTER_KEY": MASTER_KEY,
         "OCRFLEET_SIGNATURE_WINDOW_S": "60",
-        "OCRFLEET_URL_FETCH_PREFIXES": json.dumps([document_site.url]),
+        "OCRFLEET_URL_FETCH_PREFIXES": json.dumps([site_url]),
     }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def launch_api(env: dict[str, str], workdir: Path) -> Server:
+    """``python -m ocrfleet_api`` with ``env``, once it answers /healthz (or its log if it cannot)."""
+    env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    port = int(env["OCRFLEET_PORT"])
     log = workdir / "api.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ocrfleet_api"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=workdir)
-    server = Server(url=f"http://127.0.0.1:{port}", process=proc, blob_root=workdir / "blobs", log=log)
+    server = Server(url=f"http://127.0.0.1:{port}", process=proc, blob_root=workdir / "blobs", log=log,
+                    metrics_url=f"http://127.0.0.1:{env['OCRFLEET_METRICS_PORT']}/metrics")
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
@@ -117,12 +124,24 @@ def api_server(redis_server, postgres_server, document_site):
             proc.kill()
             raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    yield server
-    proc.terminate()
+    return server
+
+
+def stop_api(server: Server) -> None:
+    server.process.terminate()
     try:
-        proc.wait(15)
+        server.process.wait(15)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def api_server(redis_server, postgres_server, document_site):
+    workdir = Path(tempfile.mkdtemp(prefix="ocrfleet-api-test-"))
+    server = launch_api(api_env(redis_server.url, postgres_server.url, workdir, free_port(), document_site.url),
+                        workdir)
+    yield server
+    stop_api(server)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -137,6 +156,8 @@ class Api:
     directory: TenantDirectory
 
     def tenant(self, name: str, **options) -> IssuedKey:
+        """A tenant and a key; it masks nothing unless ``mask_fields`` says (None: the server's default)."""
+        options.setdefault("mask_fields", [])
         self.directory.create_tenant(name, **options)
         return self.directory.issue_key(name)
 
@@ -182,3 +203,31 @@ def assert_problem(response: httpx.Response, status: int, code: str | None = Non
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+class PeakRss:
+    """Samples the server's RSS every 10 ms while a block runs."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.before = self.server.rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.server.rss())
+            time.sleep(0.01)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before

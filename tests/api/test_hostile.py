@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from tests.api.conftest import MAX_UPLOAD, assert_problem
+from tests.api.conftest import MAX_UPLOAD, PeakRss, assert_problem
 from tests.api.documents import jpeg, pdf, png, png_bomb
 
 MiB = 1024 * 1024
@@ -34,34 +33,6 @@ def test_hostile_document_is_refused_and_nothing_kept(api, name, make, status, c
     body = assert_problem(post_file(api, key, make(), name), status, code)
     assert name in body["detail"] or status == 415 or code == "empty_document"
     api.assert_nothing_stored()
-
-
-class PeakRss:
-    """Samples the server's RSS every 10 ms while a block runs."""
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        self.before = self.server.rss()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.server.rss())
-            time.sleep(0.01)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.before
 
 
 def _multipart_stream(boundary: str, total: int, chunk: int = MiB):

@@ -29,11 +29,10 @@ OPERATIONS = [
     ("/v1/documents/{document_id}", "GET"),
     ("/v1/batches", "POST"),
     ("/v1/batches/{batch_id}", "GET"),
-    ("/v1/ocrjobs/{name}/results", "GET"),
+    ("/v1/namespaces/{namespace}/ocrjobs/{name}/results", "GET"),
     ("/v1/stats", "GET"),
     ("/healthz", "GET"),
     ("/readyz", "GET"),
-    ("/metrics", "GET"),
 ]
 
 

@@ -7,17 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 
-from ocrfleet.store import DocumentRow
+from ocrfleet.lifecycle import DocumentStatus
 from ocrfleet_api import metrics
+from ocrfleet_api.auth import Principal
 from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
 from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ocrfleet_api.problems import RESPONSES, Problem
 from ocrfleet_api.routers.documents import _PROBLEM, UPLOAD_RESPONSES, accept_once
 from ocrfleet_api.schemas import BatchAccepted, BatchDocument, BatchStatus, SubmitOptions
 from ocrfleet_api.services import Services
-from ocrfleet_api.submission import options_from_form
+from ocrfleet_api.submission import accept_documents, options_from_form
 from ocrfleet_api.tables import BatchRow
 from ocrfleet_api.uploads import ReceivedDocument, receive_form
 
@@ -56,25 +56,22 @@ async def submit_batch(
                               "named 'files' (with a filename)")
             options = options_from_form(form.fields)
             await services.gate.admit(len(form.documents))
-            return await services.blocking(_accept_batch, services, principal.tenant, form.documents, options)
+            return await services.blocking(_accept_batch, services, principal, form.documents, options)
         finally:
             form.discard()
 
-    return await accept_once(services, principal.tenant, idempotency_key, accept)
+    return await accept_once(request, principal, services, idempotency_key, accept)
 
 
-def _accept_batch(services: Services, tenant: str, documents: list[ReceivedDocument],
+def _accept_batch(services: Services, principal: Principal, documents: list[ReceivedDocument],
                   options: SubmitOptions) -> BatchAccepted:
+    tenant = principal.tenant
     batch_id = uuid.uuid4().hex
     with services.store.session() as s:
         s.add(BatchRow(id=batch_id, tenant=tenant, total=len(documents)))
-    services.progress.set_total(batch_id, len(documents))
-    accepted = services.intake.accept(tenant, documents, options, job=batch_id)
-    queued = sum(1 for a in accepted if not a.cached)
-    if queued:
-        services.progress.record_enqueued(batch_id, queued)
-    for a in accepted:
-        metrics.DOCUMENTS_ACCEPTED.labels("cache" if a.cached else "queued").inc()
+    accepted = accept_documents(services.intake, tenant, documents, options, floor=principal.mask,
+                                public_url=services.settings.public_url, batch=batch_id)
+    metrics.count_accepted(accepted)
     return BatchAccepted(batch_id=batch_id, status_url=f"{services.settings.public_url}/v1/batches/{batch_id}",
                          total=len(accepted), documents=accepted)
 
@@ -83,7 +80,7 @@ def _accept_batch(services: Services, tenant: str, documents: list[ReceivedDocum
             responses={404: {**_PROBLEM, "description": "No such batch for this tenant"}})
 async def get_batch(batch_id: str, principal: TenantDep, services: ServicesDep) -> BatchStatus:
     """Counts by status (queued, processing, succeeded, failed) and the batch's documents."""
-    status = await services.blocking(_batch_status, services, principal.tenant, batch_id)
+    status = await services.blocking.read(_batch_status, services, principal.tenant, batch_id)
     if status is None:
         raise Problem(404, "batch_not_found", f"no batch {batch_id!r} for this tenant")
     return status
@@ -96,14 +93,12 @@ def _batch_status(services: Services, tenant: str, batch_id: str) -> BatchStatus
         batch = s.get(BatchRow, batch_id)
         if batch is None or batch.tenant != tenant:
             return None
-        counts = dict(s.execute(select(DocumentRow.status, func.count()).where(DocumentRow.job == batch_id)
-                                .group_by(DocumentRow.status)).all())
-        docs = s.execute(select(DocumentRow.id, DocumentRow.status, DocumentRow.filename)
-                         .where(DocumentRow.job == batch_id).order_by(DocumentRow.created_at).limit(_LISTED)).all()
-    done = counts.get("succeeded", 0) + counts.get("failed", 0)
+    counts = services.store.batch_counts(batch_id)
+    docs = services.store.batch_documents(batch_id, limit=_LISTED)
+    done = sum(n for status, n in counts.items() if status.finished)
     return BatchStatus(
-        batch_id=batch_id, total=batch.total, queued=counts.get("queued", 0),
-        processing=counts.get("processing", 0), succeeded=counts.get("succeeded", 0),
-        failed=counts.get("failed", 0), finished=done >= batch.total,
+        batch_id=batch_id, total=batch.total, queued=counts.get(DocumentStatus.QUEUED, 0),
+        processing=counts.get(DocumentStatus.PROCESSING, 0), succeeded=counts.get(DocumentStatus.SUCCEEDED, 0),
+        failed=counts.get(DocumentStatus.FAILED, 0), finished=done >= batch.total,
         documents=[BatchDocument(document_id=i, status=st, filename=f) for i, st, f in docs],
     )

@@ -7,19 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
-from sqlalchemy import select
 
+from ocrfleet.masking import MaskPolicy, mask_result
 from ocrfleet.results import DocumentResult
-from ocrfleet.store import DocumentRow, ResultStore
+from ocrfleet.reuse import find_reusable
+from ocrfleet.store import ResultStore
 from ocrfleet_api import metrics
-from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
+from ocrfleet_api.auth import Principal, read_body
+from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep, json_body, parse_json
 from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from ocrfleet_api.masking import apply_policy
+from ocrfleet_api.idempotency import fingerprint
 from ocrfleet_api.problems import RESPONSES, Problem, ProblemDetails
 from ocrfleet_api.schemas import BatchAccepted, CacheCheck, DocumentAccepted, UrlSubmission
 from ocrfleet_api.services import Services
-from ocrfleet_api.submission import check_options, options_from_form
+from ocrfleet_api.submission import accept_documents, check_options, options_from_form
 from ocrfleet_api.uploads import fetch_document, receive_form
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=RESPONSES)
@@ -60,21 +61,24 @@ async def submit_document(
     async def accept() -> DocumentAccepted:
         await services.gate.admit()
         accepted = await _receive_and_accept(request, principal, services)
-        metrics.DOCUMENTS_ACCEPTED.labels("cache" if accepted.cached else "queued").inc()
+        metrics.count_accepted([accepted])
         return accepted
 
-    return await accept_once(services, principal.tenant, idempotency_key, accept)
+    return await accept_once(request, principal, services, idempotency_key, accept)
 
 
-async def accept_once(services: Services, tenant: str, idempotency_key: str | None,
+async def accept_once(request: Request, principal: Principal, services: Services, idempotency_key: str | None,
                       accept: Callable[[], Awaitable[DocumentAccepted | BatchAccepted]]) -> JSONResponse:
     """Run a submission at most once per idempotency key and answer 202 with its status URL.
 
     The same key again gets the first answer back; a submission that fails releases its key
     (so the client may retry) and counts as rejected.
     """
+    tenant = principal.tenant
+    this = fingerprint(request.method, request.url.path, request.headers.get("content-length"),
+                       principal.body_sha256)
     if idempotency_key is not None:
-        stored = await services.idempotency.claim(tenant, idempotency_key)
+        stored = await services.idempotency.claim(tenant, idempotency_key, this)
         if stored is not None:
             return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
     try:
@@ -86,19 +90,13 @@ async def accept_once(services: Services, tenant: str, idempotency_key: str | No
         raise
     body = accepted.model_dump(mode="json")
     if idempotency_key is not None:
-        await services.idempotency.complete(tenant, idempotency_key, 202, body)
+        await services.idempotency.complete(tenant, idempotency_key, this, 202, body)
     return JSONResponse(body, status_code=202, headers={"Location": accepted.status_url})
 
 
 async def _receive_and_accept(request: Request, principal, services: Services) -> DocumentAccepted:
     if request.headers.get("content-type", "").startswith("application/json"):
-        body = await _small_body(request, principal)
-        try:
-            submission = UrlSubmission.model_validate_json(body)
-        except ValidationError as exc:
-            raise Problem(422, "invalid_request", f"the JSON body is invalid: {exc.errors()[0]['msg']}",
-                          errors=[{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                                  for e in exc.errors()]) from None
+        submission = parse_json(UrlSubmission, await read_body(request, principal))
         options = check_options(submission)
         received = await fetch_document(submission.url, services.blobs, services.upload_limits,
                                         allowed_prefixes=services.settings.url_fetch_prefixes,
@@ -117,41 +115,34 @@ async def _receive_and_accept(request: Request, principal, services: Services) -
             form.discard()
             raise
     try:
-        [accepted] = await services.blocking(services.intake.accept, principal.tenant, documents, options)
+        [accepted] = await services.blocking(accept_documents, services.intake, principal.tenant, documents,
+                                             options, floor=principal.mask, public_url=services.settings.public_url)
     finally:
         for d in documents:
             d.staged.discard()
     return accepted
 
 
-async def _small_body(request: Request, principal) -> bytes:
-    import hashlib
-    import hmac
-
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > 16 * 1024:
-            raise Problem(413, "body_too_large", "a JSON submission may be at most 16 KiB")
-    if principal.body_sha256 is not None and not hmac.compare_digest(
-            hashlib.sha256(body).hexdigest(), principal.body_sha256):
-        raise Problem(401, "invalid_signature", "the body does not match X-Ocrfleet-Content-SHA256",
-                      title="Unauthorized")
-    return bytes(body)
-
-
 @router.post("/check-cache", response_model=DocumentResult, summary="Look up a result by content hash",
-             responses={404: {**_PROBLEM, "description": "Not processed before: upload the document"}})
-async def check_cache(check: CacheCheck, principal: TenantDep, services: ServicesDep) -> Response:
-    """The stored result of an earlier identical document of this tenant, or 404 so the client
-    uploads it. Costs 64 bytes instead of a multi-megabyte upload."""
+             responses={404: {**_PROBLEM, "description": "Not processed before: upload the document"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": CacheCheck.model_json_schema()}}}})
+async def check_cache(principal: TenantDep, services: ServicesDep,
+                      check: Annotated[CacheCheck, json_body(CacheCheck)]) -> Response:
+    """The result an upload of this content would be answered with at once: an earlier identical
+    document of this tenant, masked per the tenant's policy plus ``mask_fields``; or 404 so the
+    client uploads it. Costs 64 bytes instead of a multi-megabyte upload."""
     sha256 = check.sha256.lower()
-    body = services.results.get(principal.tenant, sha256)
+    options = check_options(check)
+    policy = principal.mask | MaskPolicy.from_names(options.mask_fields)
+    key = (principal.tenant, sha256, options.document_type, *policy.names())
+    body = services.results.get(key)
     if body is None:
-        result = await services.blocking(services.store.find_by_hash, principal.tenant, sha256)
+        result = await services.blocking.read(_reusable, services.store, principal.tenant, sha256, policy,
+                                         options.document_type)
         if result is not None:
             body = result.model_dump_json().encode()
-            services.results.put(principal.tenant, sha256, body)
+            services.results.put(key, body)
     services.usage.record_cache_check(principal.tenant, body is not None)
     metrics.CACHE_CHECKS.labels("hit" if body is not None else "miss").inc()
     if body is None:
@@ -164,18 +155,22 @@ async def check_cache(check: CacheCheck, principal: TenantDep, services: Service
             responses={404: {**_PROBLEM, "description": "No such document for this tenant"}})
 async def get_document(document_id: str, principal: TenantDep, services: ServicesDep) -> DocumentResult:
     """Status and, once processed, the structured result page by page, masked per the document's policy."""
-    result = await services.blocking(_load, services.store, principal.tenant, document_id)
+    result = await services.blocking.read(_load, services.store, principal.tenant, document_id, principal.mask)
     if result is None:
         raise Problem(404, "document_not_found", f"no document {document_id!r} for this tenant")
     return result
 
 
-def _load(store: ResultStore, tenant: str, document_id: str) -> DocumentResult | None:
+def _reusable(store: ResultStore, tenant: str, sha256: str, policy: MaskPolicy,
+              requested_type: str) -> DocumentResult | None:
+    reused = find_reusable(store, tenant, sha256, policy, requested_type=requested_type)
+    return reused.result if reused is not None else None
+
+
+def _load(store: ResultStore, tenant: str, document_id: str, floor: MaskPolicy) -> DocumentResult | None:
     if len(document_id) > 64:
         return None
     result = store.get(document_id, tenant=tenant)
     if result is None:
         return None
-    with store.session() as s:
-        masks = s.scalar(select(DocumentRow.mask_fields).where(DocumentRow.id == document_id)) or []
-    return apply_policy(result, masks)
+    return mask_result(result, floor | MaskPolicy.from_names(store.mask_fields(document_id)))

@@ -1,16 +1,16 @@
-"""``/healthz`` (the process runs), ``/readyz`` (Redis and the database answer), ``/metrics``."""
+"""``/healthz`` (the process runs), ``/readyz`` (Redis and the database answer).
+
+Prometheus metrics are on a port of their own (:mod:`ocrfleet_api.metrics`), not here."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from sqlalchemy import text
 
-from ocrfleet_api import metrics
 from ocrfleet_api.deps import ServicesDep
-from ocrfleet_api.problems import ProblemDetails, unavailable
+from ocrfleet_api.problems import Problem, ProblemDetails, unavailable
 from ocrfleet_api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -31,8 +31,10 @@ async def readyz(services: ServicesDep) -> Health:
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc.__class__.__name__}"
     try:
-        await asyncio.wait_for(services.blocking(_ping_db, services), timeout=5)
+        await services.blocking.read(_ping_db, services)
         checks["database"] = "ok"
+    except Problem:
+        checks["database"] = f"no answer within {services.blocking.timeout_s:g} s"
     except Exception as exc:
         checks["database"] = f"unreachable: {exc.__class__.__name__}"
     bad = {k: v for k, v in checks.items() if v != "ok"}
@@ -45,12 +47,3 @@ def _ping_db(services) -> None:
     with services.store.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
 
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
-async def prometheus_metrics(services: ServicesDep) -> Response:
-    with contextlib.suppress(Exception):  # an unreachable Redis must not hide every other metric
-        metrics.QUEUE_DEPTH.set(await services.gate.depth())
-    await services.blocking(metrics.refresh_outcomes, services.store)
-    body, content_type = metrics.render()
-    return Response(body, media_type=content_type)

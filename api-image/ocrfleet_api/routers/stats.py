@@ -28,6 +28,6 @@ async def get_stats(principal: TenantDep, services: ServicesDep,
     except ValueError:
         raise Problem(422, "invalid_request", f"day {day!r} is not a calendar date (YYYY-MM-DD)") from None
     await services.usage.flush()
-    db = await services.blocking(document_stats, services.store, principal.tenant, day)
-    checks, hits = await read_cache_checks(services.redis, principal.tenant, day)
+    db = await services.blocking.read(document_stats, services.store, principal.tenant, day)
+    checks, hits = await read_cache_checks(services.redis, services.settings.pool, principal.tenant, day)
     return assemble(principal.tenant, day, db, checks, hits)
