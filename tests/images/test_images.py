@@ -16,9 +16,9 @@ import json
 import httpx
 import pytest
 from ocrfleet_api.tenants import TenantDirectory
+from ocrfleet_dev import docgen
+from ocrfleet_dev.localproc import free_port
 
-from ocrfleet import docgen
-from ocrfleet.localproc import free_port
 from ocrfleet.store import ResultStore, make_engine
 from tests.images.conftest import Container, ran, shared_dir
 
@@ -35,21 +35,39 @@ def test_image_runs_as_its_own_user_without_a_compiler(images, name):
     assert lines[1:] == [], f"{name} carries a compiler: {lines[1:]}"
 
 
-def api_env(redis_url: str, database_url: str, port: int) -> dict[str, str]:
+@pytest.mark.parametrize("name, own, absent", [
+    ("operator", "ocrfleet_operator", ["ocrfleet_api", "ocrfleet_worker", "torch", "tritonclient", "fastapi"]),
+    ("api", "ocrfleet_api", ["ocrfleet_operator", "ocrfleet_worker", "torch", "tritonclient", "kopf"]),
+    ("worker", "ocrfleet_worker", ["ocrfleet_operator", "ocrfleet_api", "kopf", "fastapi"]),
+])
+def test_image_carries_the_core_and_its_own_package_only(images, name, own, absent):
+    """Each Dockerfile installs the core and its own extra: no torch in the operator or API, and no
+    other image's package (not even an empty one)."""
+    script = ("import importlib.util, json, sys; "
+              "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}))")
+    run = ran(images[name].tag, "python3", "-c", script, "ocrfleet", own, *absent)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout)
+    assert found["ocrfleet"] and found[own], found
+    assert [m for m in absent if found[m]] == [], f"the {name} image carries {found}"
+
+
+def api_env(redis_url: str, database_url: str, port: int, metrics_port: int = 0) -> dict[str, str]:
     return {"OCRFLEET_REDIS_URL": redis_url, "OCRFLEET_DATABASE_URL": database_url,
             "OCRFLEET_HOST": "127.0.0.1", "OCRFLEET_PORT": str(port), "OCRFLEET_WORKERS": "2",
+            "OCRFLEET_METRICS_PORT": str(metrics_port),
             "OCRFLEET_SIGNING_MASTER_KEY": MASTER_KEY, "OCRFLEET_CLUSTER": "smoke"}
 
 
 def test_api_image_is_ready_against_real_redis_and_postgres(images, redis_server, postgres_url, tmp_path):
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     data = shared_dir(tmp_path / "data")
     with Container(images["api"].tag, ["python", "-m", "ocrfleet_api"], name="api",
-                   env=api_env(redis_server.url, postgres_url, port), volumes={data: "/data"}) as api:
+                   env=api_env(redis_server.url, postgres_url, port, metrics_port), volumes={data: "/data"}) as api:
         ready = api.wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2), 90, "/readyz")
         assert ready.status_code == 200, ready.text
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-        assert metrics.status_code == 200 and "ocrfleet" in metrics.text
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)  # two workers, merged
+        assert metrics.status_code == 200 and "ocrfleet_api_requests_total" in metrics.text
 
 
 def test_worker_image_serves_the_model_and_processes_a_document(images, redis_server, postgres_url, tmp_path):
@@ -84,7 +102,7 @@ def test_worker_image_serves_the_model_and_processes_a_document(images, redis_se
             api.wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 90, "/readyz")
             store = ResultStore(make_engine(postgres_url))
             directory = TenantDirectory(store, MASTER_KEY)
-            directory.create_tenant("smoke")
+            directory.create_tenant("smoke", mask_fields=[])  # compares raw fields with the truth
             key = directory.issue_key("smoke").api_key
             truth_path = docgen.generate(tmp_path / "docs", 1, seed=7, kinds=("id_card",), clean_fraction=1.0)[0]
             truth = json.loads(truth_path.read_text())

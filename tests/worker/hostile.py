@@ -67,3 +67,14 @@ def encrypted_pdf() -> bytes:
     trailer = (f"trailer\n<< /Size {size + 1} /Root {root.decode()} /Prev {prev} /Encrypt {size} 0 R "
                f"/ID [<{'01' * 16}> <{'01' * 16}>] >>\nstartxref\n{xref_offset}\n%%EOF\n").encode()
     return base + enc + xref + trailer
+
+
+def png16_bomb(width: int, height: int) -> bytes:
+    """A 16-bit greyscale PNG of mostly zeros: a few hundred KB that decode to 2 bytes a pixel."""
+    import numpy as np
+
+    pixels = np.zeros((height, width), dtype=np.uint16)
+    pixels[100:200, 100:min(width, 4000)] = 40000
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()

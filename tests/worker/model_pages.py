@@ -83,25 +83,6 @@ def skewed(page: LabelledPage, degrees: float) -> LabelledPage:
     return LabelledPage(np.asarray(image), page.lines)
 
 
-def cer(truth: str, read: str) -> float:
-    """Character error rate: edit distance over the truth's length."""
-    if not truth:
-        return float(bool(read))
-    previous = list(range(len(read) + 1))
-    for i, t in enumerate(truth, 1):
-        current = [i]
-        for j, r in enumerate(read, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (t != r)))
-        previous = current
-    return previous[-1] / len(truth)
-
-
-def normalise_text(text: str) -> str:
-    """Whitespace dropped and full-width punctuation folded: what CER should not count."""
-    folded = text.translate(str.maketrans("：，（）；", ":,();"))
-    return "".join(folded.split())
-
-
 @functools.lru_cache(maxsize=1)
 def local_engine():
     """One in-process torch engine for the whole test session (loading takes seconds)."""

@@ -6,9 +6,9 @@ import io
 import time
 
 import pytest
+from ocrfleet_dev.replay_engine import ReplayEngine, ReplayRead
 from ocrfleet_worker.consumer import Pacing, Worker
 from ocrfleet_worker.pipeline import DocumentPipeline
-from ocrfleet_worker.replay_engine import ReplayEngine, ReplayRead
 from PIL import Image, ImageDraw
 
 from ocrfleet.blobs import LocalBlobStore
@@ -46,13 +46,14 @@ class FlakyEngine(ReplayEngine):
 
 
 class Harness:
-    def __init__(self, redis_client, store, tmp_path, engine=None, *, max_attempts=3, claim_idle_ms=60_000):
+    def __init__(self, redis_client, store, tmp_path, engine=None, *, max_attempts=3, claim_idle_ms=60_000,
+                 pool=CLUSTER):
         self.redis = redis_client
         self.store = store
         self.blobs = LocalBlobStore(tmp_path / "blobs")
-        self.queue = WorkQueue(redis_client, CLUSTER, max_attempts=max_attempts, claim_idle_ms=claim_idle_ms)
+        self.queue = WorkQueue(redis_client, pool, max_attempts=max_attempts, claim_idle_ms=claim_idle_ms)
         self.queue.ensure_groups()
-        self.progress = JobProgress(redis_client, CLUSTER)
+        self.progress = JobProgress(redis_client, pool)
         self.engine = engine or ReplayEngine()
 
     def worker(self, name="w1") -> Worker:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from ocrfleet_dev.localproc import RedisServer
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from ocrfleet import keys
 from ocrfleet.blobs import LocalBlobStore
-from ocrfleet.localproc import RedisServer
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Task, WorkQueue
 from ocrfleet.store import DocumentRow, PageRow
@@ -46,7 +46,7 @@ class WorkerProcess:
         self.name = name
         self.log = log_dir / f"{name}.log"
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ocrfleet_worker"], cwd=ROOT, stdout=out,
+            self.proc = subprocess.Popen([sys.executable, "-m", "ocrfleet_dev.worker"], cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT,
                                          env={**os.environ, **env, "OCRFLEET_CONSUMER_NAME": name})
 
@@ -63,9 +63,11 @@ def fleet(store, postgres_url, tmp_path):
     def start(name: str, redis_url: str, **extra: str) -> WorkerProcess:
         env = {
             "OCRFLEET_CLUSTER": CLUSTER, "OCRFLEET_REDIS_URL": redis_url, "OCRFLEET_DATABASE_URL": postgres_url,
-            "OCRFLEET_BLOB_ROOT": str(blobs.root), "OCRFLEET_ENGINE": "replay", "OCRFLEET_REPLAY_DELAY_MS": "15",
+            "OCRFLEET_BLOB_ROOT": str(blobs.root), "OCRFLEET_REPLAY_DELAY_MS": "15",
             "OCRFLEET_CLAIM_IDLE_MS": "1000", "OCRFLEET_RECLAIM_INTERVAL_S": "0.3", "OCRFLEET_BLOCK_MS": "200",
-            "OCRFLEET_BACKOFF_BASE_S": "0.1", "OCRFLEET_BACKOFF_MAX_S": "0.5", **extra,
+            "OCRFLEET_BACKOFF_BASE_S": "0.1", "OCRFLEET_BACKOFF_MAX_S": "0.5",
+            "OCRFLEET_METRICS_PORT": "0",  # several workers on one host: no exposition to bind
+            **extra,
         }
         worker = WorkerProcess(name, env, tmp_path)
         started.append(worker)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from ocrfleet_worker.documents import DecodeLimits, decode, stretch_contrast
 from PIL import Image
 
 from ocrfleet.errors import DocumentTooLarge, InvalidDocument, UnsupportedType
-from tests.worker.hostile import encrypted_pdf, jpeg_bytes, pdf_bytes, png_bomb, png_bytes
+from tests.worker.hostile import encrypted_pdf, jpeg_bytes, pdf_bytes, png16_bomb, png_bomb, png_bytes
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -135,3 +138,33 @@ def test_corrupt_png_body_is_a_clear_error():
     data[60:] = b"\x00" * (len(data) - 60)
     with pytest.raises(InvalidDocument, match="PNG"):
         decode(bytes(data))
+
+
+def test_a_16_bit_page_is_held_to_the_decoded_byte_cap_not_only_the_pixel_cap():
+    """79 Mpx at 16 bits: under the pixel cap, so only the decoded bytes can refuse it."""
+    bomb = png16_bomb(8900, 8900)
+    assert len(bomb) < 500_000
+    limits = DecodeLimits(max_pixels=80_000_000, max_decoded_bytes=100 * 1024 * 1024)
+    with pytest.raises(DocumentTooLarge, match=r"mode I;16 \(2 bytes a pixel\).*over the 104,857,600-byte limit"):
+        decode(bomb, limits)
+
+
+def test_a_16_bit_page_under_the_caps_decodes_in_bounded_memory(tmp_path):
+    """The 154 KB PNG that once took 1.5 GiB: decoded in a fresh process, its peak is measured."""
+    path = tmp_path / "bomb16.png"
+    path.write_bytes(png16_bomb(8900, 8900))
+    probe = (
+        "import resource, sys\n"
+        "from ocrfleet_worker.documents import DecodeLimits, decode\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "page = decode(data, DecodeLimits(max_pixels=80_000_000)).pages[0]\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(page.image.shape, grown // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    shape, grown_mib = done.stdout.rsplit(" ", 1)
+    assert shape.startswith("(2048, 2048, 3)")
+    stored_mib = 8900 * 8900 * 2 / 2**20  # what Pillow must hold: 151 MiB
+    assert int(grown_mib) < 2.5 * stored_mib, f"decoding grew the process by {grown_mib} MiB"

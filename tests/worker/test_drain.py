@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ocrfleet_dev.replay_engine import ReplayEngine
 from ocrfleet_worker.consumer import Worker
 from ocrfleet_worker.drain import DrainFiles
 from ocrfleet_worker.pipeline import DocumentPipeline
-from ocrfleet_worker.replay_engine import ReplayEngine
 
 from tests.worker.test_consumer import FAST, Harness, page_png
 

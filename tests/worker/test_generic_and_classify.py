@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocrfleet_worker.classify import classify
+from ocrfleet_worker.doctype import classify_document
 from ocrfleet_worker.fields import generic
 
 from tests.worker.lines import line
@@ -23,15 +23,15 @@ def test_key_value_pairs():
 
 
 def test_classifies_each_type():
-    assert classify(card()).document_type == "id_card"
-    assert classify(chinese_statement()).document_type == "bank_statement"
+    assert classify_document(card()).document_type == "id_card"
+    assert classify_document(chinese_statement()).document_type == "bank_statement"
     memo = [line("会议纪要", 0, 0), line("参会人员：张三、李四", 0, 50), line("下周继续讨论预算。", 0, 100)]
-    assert classify(memo).document_type == "generic"
-    assert classify([]).document_type == "generic"
+    assert classify_document(memo).document_type == "generic"
+    assert classify_document([]).document_type == "generic"
 
 
 def test_a_card_with_half_its_labels_misread_is_still_a_card():
     lines = card()
     lines[1] = lines[1].model_copy(update={"text": "性 剔"})
     lines[3] = lines[3].model_copy(update={"text": "民 簇 汉"})
-    assert classify(lines).document_type == "id_card"
+    assert classify_document(lines).document_type == "id_card"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ocrfleet_worker.fields import id_card
-from ocrfleet_worker.masking import MaskPolicy, mask_account_number, mask_id_number, mask_page
 
+from ocrfleet.masking import MaskPolicy, mask_account_number, mask_id_number, mask_page
 from ocrfleet.results import PageResult
 from tests.worker.test_id_card import card
 

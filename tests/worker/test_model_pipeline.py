@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import cv2
 import pytest
+from ocrfleet_dev.accuracy import cer, normalise
 
 from tests.worker.model_pages import (
-    cer,
     local_engine,
-    normalise_text,
     reference_ocr,
     sample_page,
     skewed,
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def _text(lines) -> str:
-    return normalise_text("".join(lines))
+    return normalise("".join(lines))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def test_a_clean_page_reads_like_its_truth_and_like_the_reference(engine):
     page = sample_page(seed=3, n_lines=6)
     read = engine.read_page(page.image)
     assert read.rotation == 0
-    assert [normalise_text(line.text) for line in read.lines] == [normalise_text(t) for t in page.lines]
+    assert [normalise(line.text) for line in read.lines] == [normalise(t) for t in page.lines]
     assert all(0.5 <= line.confidence <= 1.0 and len(line.box) == 4 for line in read.lines)
     reference, _ = reference_ocr()(cv2.cvtColor(page.image, cv2.COLOR_RGB2BGR))
     assert cer(_text(r[1] for r in reference), _text(line.text for line in read.lines)) <= 0.01
@@ -52,7 +51,7 @@ def test_skewed_pages_keep_their_reading_order(engine, skew):
     page = skewed(sample_page(seed=11, n_lines=6, width=1200), skew)
     read = engine.read_page(page.image)
     assert read.rotation == 0
-    assert [normalise_text(line.text) for line in read.lines] == [normalise_text(t) for t in page.lines]
+    assert [normalise(line.text) for line in read.lines] == [normalise(t) for t in page.lines]
 
 
 def test_a_blank_page_has_no_lines(engine):

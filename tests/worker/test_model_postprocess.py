@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from ocrfleet_worker.model import classify, crops, detect, order, recognize
-from ocrfleet_worker.model.pipeline import as_bgr, sideways_rotation
+from ocrfleet_worker.model.reader import as_bgr, sideways_rotation
 
 # --- detection ------------------------------------------------------------------------------
 

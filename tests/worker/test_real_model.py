@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from ocrfleet_dev import docgen
 from ocrfleet_worker.consumer import Pacing, Worker
 from ocrfleet_worker.engine import LocalTorchEngine, TritonEngine
 from ocrfleet_worker.pipeline import DocumentPipeline
 
-from ocrfleet import docgen
 from ocrfleet.blobs import LocalBlobStore
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Task, WorkQueue
@@ -65,7 +65,7 @@ def test_local_torch_engine_reads_clean_id_cards_exactly(redis_client, store, tm
 
 
 def test_triton_engine_reads_cards_and_statements(redis_client, store, tmp_path):
-    from ocrfleet_worker.triton_server import TritonServer
+    from ocrfleet_dev.triton import TritonServer
 
     samples = tmp_path / "samples"
     docgen.generate(samples, 3, seed=12, kinds=("id_card", "bank_statement"), clean_fraction=1.0)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from ocrfleet_dev import docgen
+from ocrfleet_dev.replay_engine import ReplayEngine
 from ocrfleet_worker.pipeline import DocumentPipeline
-from ocrfleet_worker.replay_engine import ReplayEngine
-
-from ocrfleet import docgen
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
+from ocrfleet_dev.accuracy import normalise
+from ocrfleet_dev.localproc import ServiceError
+from ocrfleet_dev.triton import TritonServer, TritonServerOptions
 from ocrfleet_worker.engine import TritonEngine, TritonNetworks
 from ocrfleet_worker.model import classify, convert
 from ocrfleet_worker.triton_repository import TritonModelSettings, render_repository
-from ocrfleet_worker.triton_server import TritonServer, TritonServerOptions
 
-from ocrfleet.localproc import ServiceError
-from tests.worker.model_pages import local_engine, normalise_text, sample_page, turned
+from tests.worker.model_pages import local_engine, sample_page, turned
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def test_a_page_read_through_triton_equals_the_in_process_read(server):
     local = local_engine().read_page(page.image)
     assert remote.rotation == local.rotation == 180
     assert [line.text for line in remote.lines] == [line.text for line in local.lines]
-    assert [normalise_text(line.text) for line in remote.lines] == [normalise_text(t) for t in page.lines]
+    assert [normalise(line.text) for line in remote.lines] == [normalise(t) for t in page.lines]
 
 
 def test_concurrent_requests_are_batched_by_the_dynamic_batcher(server):

@@ -10,48 +10,60 @@ Outcomes by error kind (:mod:`ocrfleet.errors`):
 
 * the document is unusable (:class:`~ocrfleet.errors.PermanentError`): it fails at once
   with the error's code and message, and the worker moves on;
-* anything else that goes wrong while processing it (:class:`~ocrfleet.errors.TemporaryError`,
-  a database hiccup, an unexpected exception): after a backoff it is re-enqueued with the next
-  attempt number, and after ``max_attempts`` it fails and goes to the dead-letter stream with
-  its last error;
-* Redis itself unreachable: nothing can be acked or re-enqueued, so the loop backs off and
-  tries again; the message it held is reclaimed when Redis is back.
+* a dependency is away (:data:`OUTAGES`: Redis, the database, Triton or the object store
+  unreachable): the document is not at fault, so the worker holds it, backs off and tries it
+  again, spending none of its attempts, for as long as the outage lasts;
+* anything else that goes wrong while processing it (another
+  :class:`~ocrfleet.errors.TemporaryError`, an unexpected exception): after a backoff it is
+  re-enqueued with the next attempt number, and after ``max_attempts`` it fails and goes to
+  the dead-letter stream with its last error.
 
-A document whose content this tenant already had processed (same SHA-256, same masking)
-is answered from that result without inference. :meth:`Worker.stop` (SIGTERM) lets the
+While a worker holds a message it renews its claim every ``claim_idle_ms / 3`` (a heartbeat,
+:meth:`WorkQueue.extend`), so a slow document or a long wait is never reclaimed from a live
+worker; only a worker that died stops renewing.
+
+A document whose content this tenant already had processed is answered from that result
+without inference (:mod:`ocrfleet.reuse`). :meth:`Worker.stop` (SIGTERM) lets the
 current document finish and then ends the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import redis
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from ocrfleet import intake
 from ocrfleet.blobs import BlobStore
-from ocrfleet.errors import PermanentError
+from ocrfleet.errors import DependencyUnavailable, PermanentError
+from ocrfleet.lifecycle import DocumentStatus
+from ocrfleet.masking import MaskPolicy
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import Delivery, Task, WorkQueue
-from ocrfleet.results import DocumentError, PageResult
+from ocrfleet.results import DocumentError
+from ocrfleet.reuse import find_reusable
 from ocrfleet.sources import SourceAccess, list_source
 from ocrfleet.sources import fetch as fetch_source
 from ocrfleet.store import DocumentRow, ResultStore
+from ocrfleet_worker import metrics
 from ocrfleet_worker.drain import DrainFiles
-from ocrfleet_worker.masking import MaskPolicy, mask_page
 from ocrfleet_worker.pipeline import DocumentPipeline
 
 log = logging.getLogger("ocrfleet.worker")
 
 QUEUE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 """Redis is away: the loop backs off; held messages come back by reclaim."""
+
+OUTAGES = (*QUEUE_ERRORS, DependencyUnavailable, OperationalError, InterfaceError)
+"""A dependency is away (Redis, the database, Triton, the object store): wait, do not spend attempts."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class Pacing:
     reclaim_interval_s: float = 5.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    outage_max_s: float = 10.0
+    """The longest wait between two tries of a document held through an outage."""
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter for the ``attempt``-th consecutive failure."""
@@ -77,6 +91,7 @@ class WorkerStats:
     retried: int = 0
     dead_lettered: int = 0
     pages: int = 0
+    outage_waits: int = 0
 
 
 class Worker:
@@ -174,19 +189,63 @@ class Worker:
     # -- one document ------------------------------------------------------------------------
 
     def handle(self, delivery: Delivery) -> None:
-        """Process one delivery to a stored outcome, then ack (or re-enqueue) it."""
+        """Bring one delivery to a stored outcome and ack (or re-enqueue) it, holding it through
+        dependency outages and renewing its claim all along."""
+        outages = 0
+        if delivery.task.kind == "document" and delivery.task.attempt <= 1 and delivery.deliveries <= 1:
+            metrics.queue_wait(delivery.task.enqueued_at)  # to its first start, not a retry's
+        with self._heartbeat(delivery):
+            while True:
+                try:
+                    self._settle(delivery)
+                    return
+                except OUTAGES as exc:
+                    outages += 1
+                    self.stats.outage_waits += 1
+                    if self.stopping:
+                        with contextlib.suppress(*OUTAGES):
+                            self.queue.release(delivery)  # unspent; else reclaimed once Redis is back
+                        return
+                    delay = min(self.pacing.backoff(outages), self.pacing.outage_max_s)
+                    log.warning("document %s waits for a dependency (%s: %s); trying it again in %.1f s, "
+                                "no attempt spent", delivery.task.document_id, type(exc).__name__, exc, delay)
+                    self._stopping.wait(delay)
+
+    @contextlib.contextmanager
+    def _heartbeat(self, delivery: Delivery) -> Iterator[None]:
+        """Renew the claim on ``delivery`` every third of the claim timeout until the block ends."""
+        done = threading.Event()
+        interval = self.queue.claim_idle_ms / 3000
+
+        def beat() -> None:
+            while not done.wait(interval):
+                try:
+                    if not self.queue.extend(delivery, self.consumer):
+                        log.warning("document %s was reclaimed from this worker", delivery.task.document_id)
+                except QUEUE_ERRORS:
+                    pass  # Redis is away: nobody can reclaim it either
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{delivery.message_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _settle(self, delivery: Delivery) -> None:
         task = delivery.task
         if task.kind == "listing":
             self._handle_listing(delivery)
             return
         try:
-            pages = self._process(task)
+            pages = self._process(task, attempt=delivery.attempt)
         except PermanentError as exc:
             log.info("document %s failed: %s: %s", task.document_id, exc.code, exc)
             self._fail(task, DocumentError(code=exc.code, message=str(exc)))
             self.queue.ack(delivery)
             return
-        except QUEUE_ERRORS:
+        except OUTAGES:
             raise
         except Exception as exc:  # temporary, or a bug that may be specific to this document
             self._retry(delivery, exc)
@@ -210,7 +269,7 @@ class Worker:
         except PermanentError as exc:
             log.info("job %s: its source cannot be listed: %s", listing.job, exc)
             self.progress.record_source_error(listing.job, str(exc))
-        except QUEUE_ERRORS:
+        except OUTAGES:
             raise
         except Exception as exc:
             self._retry(delivery, exc)
@@ -219,60 +278,38 @@ class Worker:
             log.info("job %s: listed %d documents, %d enqueued now", listing.job, len(refs), added)
         self.queue.ack(delivery)
 
-    def _process(self, task: Task) -> int:
-        """Store the document's result; returns its page count."""
-        with self.store.session() as s:
-            row = s.get(DocumentRow, task.document_id)
-            if row is not None and row.status == "succeeded":  # an earlier delivery died before its ack
-                return row.page_count
+    def _process(self, task: Task, *, attempt: int) -> int:
+        """Store the document's result (``attempt``: which try this is); returns its page count."""
+        stored = self.store.succeeded_page_count(task.document_id)
+        if stored is not None:  # an earlier delivery died before its ack
+            return stored
         data = None
         if not task.blob:  # a job's document: fetched here, under the pool's source rules
             data = fetch_source(task.source, self.sources)
             blob = self.blobs.put_bytes(data)
             task = replace(task, blob=blob.ref, sha256=blob.sha256)
         self.store.add_document(_document_row(task))
-        cached = self._cached_pages(task)
-        if cached is not None:
-            source, document_type, pages = cached
-            self.store.save_result(task.document_id, pages, document_type=document_type, processing_ms=0.0,
-                                   cached_from=source)
+        policy = MaskPolicy.from_names(task.mask_fields)
+        reused = find_reusable(self.store, task.tenant, task.sha256, policy, requested_type=task.document_type,
+                               exclude=task.document_id)
+        if reused is not None:
+            self.store.save_result(task.document_id, reused.pages, document_type=reused.document_type,
+                                   processing_ms=0.0, cached_from=reused.source)
             self.stats.cached += 1
             self.stats.succeeded += 1
-            return len(pages)
-        self.store.mark_processing(task.document_id)
+            metrics.document_finished(DocumentStatus.SUCCEEDED)
+            return len(reused.pages)
+        self.store.mark_processing(task.document_id, attempt=attempt)
         if data is None:
             data = self.blobs.read(task.blob)
-        done = self.pipeline.process(data, requested_type=task.document_type,
-                                     mask=MaskPolicy.from_names(task.mask_fields))
+        done = self.pipeline.process(data, requested_type=task.document_type, mask=policy)
         self.store.save_result(task.document_id, done.pages, document_type=done.document_type,
                                processing_ms=round(done.processing_ms, 1))
         self.stats.succeeded += 1
         self.stats.pages += len(done.pages)
+        metrics.document_finished(DocumentStatus.SUCCEEDED)
+        metrics.observe_document(len(done.pages), done.processing_ms / 1000, done.stage_seconds)
         return len(done.pages)
-
-    def _cached_pages(self, task: Task) -> tuple[str, str, list[PageResult]] | None:
-        """Pages of this tenant's newest succeeded document with the same content.
-
-        Usable when that document was masked the same way, or not at all (its pages are then
-        masked by this task's policy); a result masked more than this task asks is not.
-        """
-        wanted = sorted(task.mask_fields)
-        with self.store.session() as s:
-            rows = s.scalars(
-                select(DocumentRow)
-                .where(DocumentRow.tenant == task.tenant, DocumentRow.sha256 == task.sha256,
-                       DocumentRow.status == "succeeded", DocumentRow.id != task.document_id,
-                       DocumentRow.cached_from.is_(None))
-                .order_by(DocumentRow.finished_at.desc())
-                .limit(5)
-            ).all()
-            candidates = [(r.id, r.document_type or "generic", sorted(r.mask_fields or [])) for r in rows]
-        for source, document_type, masked in candidates:
-            if masked == wanted or not masked:
-                policy = MaskPolicy.from_names(task.mask_fields)
-                pages = [mask_page(p, policy) for p in self.store.pages(source)]
-                return source, document_type, pages
-        return None
 
     def _retry(self, delivery: Delivery, exc: Exception) -> None:
         task = delivery.task
@@ -286,6 +323,7 @@ class Worker:
         self._stopping.wait(delay)  # on SIGTERM, re-enqueue at once instead of waiting
         self.queue.retry(delivery, error)
         self.stats.retried += 1
+        metrics.RETRIES.inc()
 
     def _give_up(self, delivery: Delivery, error: str) -> None:
         """The last attempt failed: store the failure, then dead-letter (in that order)."""
@@ -295,11 +333,13 @@ class Worker:
             self._fail(delivery.task, DocumentError(code="attempts_exhausted", message=error))
         self.queue.dead_letter(delivery, error)
         self.stats.dead_lettered += 1
+        metrics.DEAD_LETTERS.inc()
 
     def _fail(self, task: Task, error: DocumentError) -> None:
         self.store.add_document(_document_row(task))
         self.store.mark_failed(task.document_id, error)
         self.stats.failed += 1
+        metrics.document_finished(DocumentStatus.FAILED)
         if task.job:
             self.progress.record_outcome(task.job, task.document_id, succeeded=False, now=time.time())
 
@@ -307,4 +347,4 @@ class Worker:
 def _document_row(task: Task) -> DocumentRow:
     return DocumentRow(id=task.document_id, tenant=task.tenant, sha256=task.sha256, job=task.job or None,
                        filename=task.filename or None, requested_type=task.document_type,
-                       mask_fields=list(task.mask_fields), status="queued")
+                       mask_fields=list(task.mask_fields), status=DocumentStatus.QUEUED)

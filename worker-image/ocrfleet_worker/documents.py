@@ -3,7 +3,8 @@
 The bytes come from users, so nothing here trusts them: the type is sniffed from the magic
 bytes (never from the file name, by :mod:`ocrfleet.sniff`), every cap — bytes, pixels per page, pixels per side, pages —
 is checked from the header *before* pixels are decoded (a decompression bomb never gets to
-allocate its gigabytes), and every failure is an :class:`~ocrfleet.errors.InvalidDocument`
+allocate its gigabytes) — including the bytes a page decodes to, which depend on its mode and
+bit depth, not only its pixel count — and every failure is an :class:`~ocrfleet.errors.InvalidDocument`
 (or one of its kinds) whose message says what was wrong.
 
 Each page comes out upright per its EXIF orientation, as RGB ``uint8``, downscaled so its
@@ -30,7 +31,12 @@ Image.MAX_IMAGE_PIXELS = 120_000_000
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Caps and pre-processing knobs (an OcrCluster's ``spec.preprocessing``)."""
+    """Caps and pre-processing knobs of decoding.
+
+    Its defaults are the worker's (:class:`~ocrfleet_worker.settings.WorkerSettings` takes them).
+    A pool sets ``max_bytes`` from its ``spec.api.maxUploadBytes`` and ``max_pages``,
+    ``max_side`` and ``pdf_dpi`` from its ``spec.preprocessing``, whose CRD defaults are these
+    (tests/operator/test_contracts.py checks it)."""
 
     max_bytes: int = 50 * 1024 * 1024
     """Larger documents are refused before any parsing."""
@@ -38,6 +44,8 @@ class DecodeLimits:
     """Pixels of one page as stored (width x height), checked from the header."""
     max_dimension: int = 16_384
     """Pixels of one side as stored, checked from the header."""
+    max_decoded_bytes: int = 320 * 1024 * 1024
+    """Bytes one page decodes to (pixels x bytes per pixel of its mode), checked from the header."""
     max_pages: int = 50
     """Pages of a PDF or multi-page TIFF."""
     max_side: int = 2048
@@ -99,7 +107,7 @@ def _decode_image(data: bytes, kind: str, limits: DecodeLimits) -> list[Page]:
             for i in range(frames):
                 if frames > 1:
                     img.seek(i)
-                _check_size(img.size, limits, f"page {i + 1}" if frames > 1 else "the image")
+                _check_size(img, limits, f"page {i + 1}" if frames > 1 else "the image")
                 img.load()
                 pages.append(_prepare(i, img, limits))
             return pages
@@ -111,8 +119,14 @@ def _decode_image(data: bytes, kind: str, limits: DecodeLimits) -> list[Page]:
         raise InvalidDocument(f"the {label} is truncated or corrupt ({exc}); send the complete file") from None
 
 
-def _check_size(size: tuple[int, int], limits: DecodeLimits, what: str) -> None:
-    w, h = size
+STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+"""Bytes per pixel Pillow holds a page in; every other mode takes four (RGB included)."""
+WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+"""Modes with more than 8 bits a channel: shrunk before they are converted to 8-bit RGB."""
+
+
+def _check_size(img: Image.Image, limits: DecodeLimits, what: str) -> None:
+    w, h = img.size
     if w <= 0 or h <= 0:
         raise InvalidDocument(f"{what} has no pixels ({w}x{h})")
     if max(w, h) > limits.max_dimension:
@@ -124,13 +138,24 @@ def _check_size(size: tuple[int, int], limits: DecodeLimits, what: str) -> None:
             f"{what} is {w}x{h} px ({w * h:,} pixels), over the {limits.max_pixels:,}-pixel limit"
             " (a decompression bomb?)"
         )
+    per_pixel = STORED_BYTES.get(img.mode, 4)
+    if w * h * per_pixel > limits.max_decoded_bytes:
+        raise DocumentTooLarge(
+            f"{what} is {w}x{h} px in mode {img.mode} ({per_pixel} bytes a pixel) and would decode to "
+            f"{w * h * per_pixel:,} bytes, over the {limits.max_decoded_bytes:,}-byte limit "
+            "(a decompression bomb? send it at 8 bits a channel or a lower resolution)"
+        )
 
 
 def _prepare(index: int, img: Image.Image, limits: DecodeLimits, *, scale: float = 1.0) -> Page:
     source_size = img.size
     upright = ImageOps.exif_transpose(img) or img
-    rgb = _to_rgb(upright)
-    rgb, shrink = downscale(rgb, limits.max_side)
+    if upright.mode in WIDE_MODES:  # shrink in its own mode first: converting it whole costs ~20 bytes a pixel
+        upright, shrink = downscale(upright, limits.max_side)
+        rgb, more = downscale(_to_rgb(upright), limits.max_side)
+        shrink *= more
+    else:
+        rgb, shrink = downscale(_to_rgb(upright), limits.max_side)
     array = np.asarray(rgb, dtype=np.uint8)
     array, stretched = stretch_contrast(array, limits.contrast_min_range)
     return Page(index=index, image=array, source_size=source_size, scale=scale * shrink,
@@ -145,10 +170,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         white = Image.new("RGB", rgba.size, (255, 255, 255))
         white.paste(rgba, mask=rgba.getchannel("A"))
         return white
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
+    if img.mode in WIDE_MODES:
+        arr = np.array(img, dtype=np.float32)  # a copy: shrunk already, so small
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) * (255.0 / max(hi - lo, 1.0))
+        arr -= lo
+        arr *= 255.0 / max(hi - lo, 1.0)
         return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
 

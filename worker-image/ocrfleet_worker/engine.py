@@ -4,7 +4,7 @@ The worker calls ``engine.read_page(image)`` with a page as **RGB** ``uint8`` (w
 :mod:`ocrfleet_worker.documents` decodes) and gets a :class:`PageRead`: the text lines in
 reading order, boxes in the upright page's pixels, and the rotation that made it upright.
 
-Two implementations share the whole pre/post-processing (:class:`OcrPipeline`) and differ only
+Two implementations share the whole pre/post-processing (:class:`ModelReader`) and differ only
 in who runs the three networks:
 
 - :class:`TritonEngine` — Triton over gRPC (``tritonclient``): ``ocr_det``, ``ocr_cls`` and
@@ -13,28 +13,27 @@ in who runs the three networks:
 - :class:`LocalTorchEngine` — the same TorchScript modules in this process; CUDA when a GPU is
   visible. For the embedded path and quick checks without a Triton server.
 
-Triton being away or overloaded is a :class:`~ocrfleet.errors.TemporaryError` (the worker retries
-the document later); a page the model cannot take is a :class:`~ocrfleet.errors.PermanentError`.
+Triton being away (unreachable, restarting, its models loading) is a
+:class:`~ocrfleet.errors.DependencyUnavailable` (the worker waits it out, holding the document);
+any other failure to run a model is a :class:`~ocrfleet.errors.TemporaryError` (the document is
+retried, spending an attempt); a page the model cannot take is a
+:class:`~ocrfleet.errors.PermanentError`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
 
 import cv2
 import numpy as np
 
-from ocrfleet.errors import PermanentError, TemporaryError
+from ocrfleet.errors import DependencyUnavailable, PermanentError, TemporaryError
+from ocrfleet_worker import metrics
 from ocrfleet_worker.model import recognize
 from ocrfleet_worker.model.networks import TorchNetworks, TorchSettings
-from ocrfleet_worker.model.pipeline import Networks, OcrPipeline, PageRead, PipelineSettings
+from ocrfleet_worker.model.reader import ModelReader, Networks, PageRead, PipelineSettings
 
-__all__ = ["OcrEngine", "PageRead", "TritonEngine", "LocalTorchEngine", "TritonNetworks", "cpu_settings"]
-
-
-class OcrEngine(Protocol):
-    def read_page(self, image: np.ndarray) -> PageRead:
-        """One RGB ``uint8`` page → its lines and rotation."""
+__all__ = ["PageRead", "TritonEngine", "LocalTorchEngine", "TritonNetworks", "cpu_settings"]
 
 
 def cpu_settings() -> PipelineSettings:
@@ -46,7 +45,7 @@ def cpu_settings() -> PipelineSettings:
 class _PipelineEngine:
     def __init__(self, networks: Networks, dictionary: list[str], settings: PipelineSettings) -> None:
         self.networks = networks
-        self.pipeline = OcrPipeline(networks, dictionary, settings)
+        self.pipeline = ModelReader(networks, dictionary, settings)
 
     def read_page(self, image: np.ndarray) -> PageRead:
         image = np.asarray(image)
@@ -100,7 +99,7 @@ class TritonNetworks:
         try:
             config = self.client.get_model_config("ocr_rec", as_json=True)["config"]
         except InferenceServerException as exc:
-            raise TemporaryError(f"Triton at {self.url} does not answer for ocr_rec: {exc.message()}") from exc
+            raise DependencyUnavailable(f"Triton at {self.url} is unavailable for ocr_rec: {exc.message()}") from exc
         kinds = {group.get("kind", "KIND_GPU") for group in config.get("instance_group", [])}
         return kinds == {"KIND_CPU"}, max(1, int(config.get("max_batch_size", 8)))
 
@@ -112,14 +111,21 @@ class TritonNetworks:
             chunk = np.ascontiguousarray(batch[start : start + self.max_batch_size], dtype=np.float32)
             request = self._grpc.InferInput("x", list(chunk.shape), "FP32")
             request.set_data_from_numpy(chunk)
+            sent = time.perf_counter()
             try:
                 result = self.client.infer(model, [request], outputs=[self._grpc.InferRequestedOutput("y")],
                                            client_timeout=self.timeout_s)
             except InferenceServerException as exc:
                 status = (exc.status() or "").upper()
+                metrics.triton_request(model, time.perf_counter() - sent, _outcome(status))
                 if "INVALID_ARG" in status:
                     raise PermanentError(f"Triton rejected the input for {model}: {exc.message()}") from exc
+                if "UNAVAILABLE" in status or "NOT_FOUND" in status or not status:
+                    # away, restarting, or its models still loading: an outage, not the document
+                    raise DependencyUnavailable(f"Triton at {self.url} is unavailable for {model}: "
+                                                f"{exc.message()}") from exc
                 raise TemporaryError(f"Triton at {self.url} could not run {model}: {exc.message()}") from exc
+            metrics.triton_request(model, time.perf_counter() - sent)
             parts.append(result.as_numpy("y"))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -134,6 +140,12 @@ class TritonNetworks:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _outcome(status: str) -> str:
+    """A failed request's outcome label: the gRPC status (a handful of values), ``error`` without one."""
+    status = status.removeprefix("STATUSCODE.")
+    return status.lower() if status.isidentifier() else "error"
 
 
 class TritonEngine(_PipelineEngine):

@@ -19,7 +19,9 @@ from ocrfleet.blobs import S3BlobStore, open_blob_store
 from ocrfleet.errors import TemporaryError
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
+from ocrfleet.settings import command_line
 from ocrfleet.store import ResultStore, make_engine
+from ocrfleet_worker import metrics
 from ocrfleet_worker.consumer import Pacing, Worker
 from ocrfleet_worker.drain import DrainFiles
 from ocrfleet_worker.pipeline import DocumentPipeline, PageReader
@@ -30,14 +32,6 @@ log = logging.getLogger("ocrfleet.worker")
 
 def build_engine(settings: WorkerSettings) -> PageReader:
     """The OCR engine the settings name."""
-    if settings.engine == "replay":
-        from ocrfleet_worker.replay_engine import ReplayEngine
-
-        delay = settings.replay_delay_ms / 1000
-        if settings.replay_dir:
-            return ReplayEngine.from_sample_set(settings.replay_dir, limits=settings.decode_limits(),
-                                                delay_s=delay)
-        return ReplayEngine(delay_s=delay)
     from ocrfleet_worker import engine as ocr_engine
 
     if settings.engine == "torch":
@@ -91,11 +85,16 @@ def _create_schema(store: ResultStore) -> None:
         store.create_schema()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, engine: PageReader | None = None) -> int:
+    """Run until SIGTERM; ``engine`` replaces the one the settings name (the dev tooling's replay)."""
+    command_line(sys.argv[1:] if argv is None else argv, program="python -m ocrfleet_worker",
+                 summary="The ocrfleet worker: takes documents from its pool's queue, reads them through "
+                 "Triton, stores their results.", settings=WorkerSettings)
     settings = WorkerSettings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    worker = build_worker(settings)
+    worker = build_worker(settings, engine=engine)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: finishing the current document, then stopping", signal.Signals(signum).name)
@@ -103,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("worker %s consuming pool %s (engine %s)", settings.consumer_name, settings.pool, settings.engine)
+    log.info("worker %s consuming pool %s (engine %s)", settings.consumer_name, settings.pool,
+             type(engine).__name__ if engine else settings.engine)
     worker.run()
     return 0

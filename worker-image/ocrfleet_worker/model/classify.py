@@ -7,7 +7,7 @@ decides orientation for the *page* instead: lines vote, weighted by their length
 carry more evidence and the classifier is surer of them), and the page turns 180° only when
 the weighted share of upside-down votes is a clear majority. A line that disagrees with its
 page with high confidence is read both ways by the pipeline, and the recogniser's confidence
-decides (see :mod:`ocrfleet_worker.model.pipeline`).
+decides (see :mod:`ocrfleet_worker.model.reader`).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class PageRead:
     """Milliseconds per stage: detect, classify, recognize, total."""
 
 
-class OcrPipeline:
+class ModelReader:
     """Pre- and post-processing around a :class:`Networks`; safe to share between threads."""
 
     def __init__(self, networks: Networks, dictionary: Sequence[str], settings: PipelineSettings | None = None) -> None:

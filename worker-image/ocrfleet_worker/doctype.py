@@ -31,7 +31,7 @@ class Classification:
     scores: dict[str, float]
 
 
-def classify(lines: list[TextLine]) -> Classification:
+def classify_document(lines: list[TextLine]) -> Classification:
     text = "".join(line.text for line in lines)
     squeezed = re.sub(r"\s+", "", text)
     lower = text.lower()
