@@ -52,3 +52,57 @@ app.kubernetes.io/component: operator
 {{- define "ocrfleet.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "ocrfleet.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* The Secret holding the metrics adapter's serving certificate. */}}
+{{- define "ocrfleet.metricsTLSSecretName" -}}
+{{- .Values.metricsAdapter.tlsSecretName | default (printf "%s-metrics-tls" (include "ocrfleet.fullname" .)) }}
+{{- end }}
+
+{{/* The operator's rules in the namespaces it watches (a ClusterRole's, or a Role's with watchNamespace). */}}
+{{- define "ocrfleet.namespacedRules" }}
+  # its own resources: kopf's watches and bookkeeping patches; an OcrJob deletes itself after its TTL
+  - apiGroups: [ocrfleet.io]
+    resources: [ocrclusters, ocrjobs]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [ocrfleet.io]
+    resources: [ocrjobs]
+    verbs: [delete]
+  - apiGroups: [ocrfleet.io]
+    resources: [ocrclusters/status, ocrjobs/status]
+    verbs: [patch]
+  # owner references that block deletion need update on the owner's finalizers
+  - apiGroups: [ocrfleet.io]
+    resources: [ocrclusters/finalizers]
+    verbs: [update]
+  # the children of an OcrCluster: watched for repair, created, server-side applied (never deleted:
+  # the garbage collector removes them with their owner)
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets]
+    verbs: [get, list, watch, create, patch]
+  - apiGroups: [apps]
+    resources: [deployments/scale]
+    verbs: [patch]
+  - apiGroups: [""]
+    resources: [services]
+    verbs: [get, list, watch, create, patch]
+  - apiGroups: [autoscaling]
+    resources: [horizontalpodautoscalers]
+    verbs: [get, list, watch, create, patch]
+  - apiGroups: [policy]
+    resources: [poddisruptionbudgets]
+    verbs: [get, list, watch, create, patch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch, create, patch]
+  # pod problems for Degraded; deletion costs so scale-down takes idle workers first
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list, patch]
+  # an OcrCluster's urlSecretRefs, and the credentials Secret it creates once for managed stores
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, create]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create]
+{{- end }}

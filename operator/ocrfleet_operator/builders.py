@@ -11,6 +11,7 @@ Children of a cluster ``NAME``:
 ``NAME-api``              Deployment and Service of the HTTP API
 ``NAME-worker``           Deployment: the queue consumer and Triton side by side, one GPU each
 ``NAME-worker``           HorizontalPodAutoscaler on the external metric ``ocrfleet_queue_depth``
+``NAME-worker-metrics``   headless Service of the worker pods' Prometheus ports (worker, Triton)
 ``NAME-api``/``-worker``  PodDisruptionBudgets
 ========================  =====================================================================
 """
@@ -21,14 +22,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ocrfleet_operator import stores
+from ocrfleet_operator import policies, stores
 from ocrfleet_operator.meta import (  # noqa: F401 - re-exported: the names every child carries
+    API_METRICS_PORT,
     CLUSTER_LABEL,
     COMPONENT_LABEL,
     GROUP,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    TRITON_METRICS_PORT,
     VERSION,
+    WORKER_METRICS_PORT,
     labels,
     metadata,
     owner_reference,
@@ -39,7 +43,6 @@ QUEUE_DEPTH_METRIC = "ocrfleet_queue_depth"
 
 TRITON_HTTP_PORT = 8000
 TRITON_GRPC_PORT = 8001
-TRITON_METRICS_PORT = 8002
 RUN_DIR = "/run/ocrfleet"
 DRAIN_FILE = f"{RUN_DIR}/drain"
 BUSY_FILE = f"{RUN_DIR}/busy"
@@ -83,6 +86,10 @@ def worker_name(cluster: str) -> str:
     return f"{cluster}-worker"
 
 
+def worker_metrics_name(cluster: str) -> str:
+    return f"{cluster}-worker-metrics"
+
+
 # -- shared pod parts ------------------------------------------------------------------------
 
 
@@ -92,6 +99,7 @@ def core_env(cluster: Mapping) -> list[dict[str, Any]]:
     return [
         {"name": "OCRFLEET_CLUSTER", "value": meta["name"]},
         {"name": "OCRFLEET_CLUSTER_NAMESPACE", "value": meta["namespace"]},
+        {"name": "OCRFLEET_MASK_DEFAULT", "value": json.dumps(cluster["spec"]["masking"]["default"])},
         *stores.store_env(cluster),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -100,17 +108,20 @@ def core_env(cluster: Mapping) -> list[dict[str, Any]]:
 
 def worker_env(cluster: Mapping) -> list[dict[str, Any]]:
     """The worker process's variables (:class:`ocrfleet_worker.settings.WorkerSettings`)."""
-    pre = cluster["spec"].get("preprocessing", {})
+    pre = cluster["spec"]["preprocessing"]
     return core_env(cluster) + [
-        {"name": "OCRFLEET_MAX_SIDE", "value": str(pre.get("maxSidePixels", 4096))},
-        {"name": "OCRFLEET_PDF_DPI", "value": str(pre.get("pdfDpi", 200))},
-        {"name": "OCRFLEET_MAX_PAGES", "value": str(pre.get("maxPages", 200))},
+        # the API's upload cap is every document's: the workers read OcrJob sources too
+        {"name": "OCRFLEET_MAX_BYTES", "value": str(cluster["spec"]["api"]["maxUploadBytes"])},
+        {"name": "OCRFLEET_MAX_SIDE", "value": str(pre["maxSidePixels"])},
+        {"name": "OCRFLEET_PDF_DPI", "value": str(pre["pdfDpi"])},
+        {"name": "OCRFLEET_MAX_PAGES", "value": str(pre["maxPages"])},
         {"name": "OCRFLEET_TRITON_URL", "value": f"127.0.0.1:{TRITON_GRPC_PORT}"},
         {"name": "OCRFLEET_SOURCE_URL_ALLOWLIST", "value": json.dumps(cluster["spec"]["sources"]["urlAllowlist"])},
         *([{"name": "OCRFLEET_SOURCE_VOLUME_ROOT", "value": DATA_DIR}] if cluster["spec"]["storage"].get("pvc") else []),
         {"name": "OCRFLEET_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "OCRFLEET_DRAIN_FILE", "value": DRAIN_FILE},
         {"name": "OCRFLEET_BUSY_FILE", "value": BUSY_FILE},
+        {"name": "OCRFLEET_METRICS_PORT", "value": str(WORKER_METRICS_PORT)},
     ]
 
 
@@ -130,24 +141,27 @@ def triton_model_env(cluster: Mapping) -> list[dict[str, Any]]:
 def api_env(cluster: Mapping) -> list[dict[str, Any]]:
     """The API process's variables (:class:`ocrfleet_api.settings.ApiSettings`)."""
     spec = cluster["spec"]
-    api, pre = spec["api"], spec.get("preprocessing", {})
+    api, pre = spec["api"], spec["preprocessing"]
     env = core_env(cluster) + [
         {"name": "OCRFLEET_PORT", "value": str(api["port"])},
+        {"name": "OCRFLEET_METRICS_PORT", "value": str(API_METRICS_PORT)},
         {"name": "OCRFLEET_RATE_LIMIT_REQUESTS", "value": str(api["rateLimitPerMinute"])},
         {"name": "OCRFLEET_RATE_LIMIT_WINDOW_S", "value": "60"},
         {"name": "OCRFLEET_MAX_UPLOAD_BYTES", "value": str(api["maxUploadBytes"])},
-        {"name": "OCRFLEET_MAX_PDF_PAGES", "value": str(pre.get("maxPages", 200))},
+        {"name": "OCRFLEET_MAX_PDF_PAGES", "value": str(pre["maxPages"])},
+        # URL submissions obey the same list as OcrJob URL sources
+        {"name": "OCRFLEET_URL_FETCH_PREFIXES", "value": json.dumps(spec["sources"]["urlAllowlist"])},
     ]
     # the master key API keys' signing secrets derive from: the pool's own random one unless named
     ref = api.get("authSecretRef") or {"name": stores.credentials_name(cluster["metadata"]["name"]),
                                        "key": stores.SIGNING_MASTER_KEY}
-    env.append(stores.secret_env("OCRFLEET_SIGNING_MASTER_KEY", ref, "signingMasterKey"))
+    env.append(stores.secret_env("OCRFLEET_SIGNING_MASTER_KEY", ref))
     return env
 
 
 def data_volumes(spec: Mapping) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The documents claim (``spec.storage.pvc``, ReadWriteMany) as (volumes, mounts); none otherwise."""
-    pvc = spec.get("storage", {}).get("pvc")
+    pvc = spec["storage"].get("pvc")
     if not pvc:
         return [], []
     mount: dict[str, Any] = {"name": "data", "mountPath": DATA_DIR}
@@ -176,13 +190,14 @@ def api_deployment(cluster: Mapping) -> Manifest:
         "name": "api",
         "image": api["image"],
         "command": list(API_COMMAND),
-        "ports": [{"name": "http", "containerPort": api["port"], "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": api["port"], "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": API_METRICS_PORT, "protocol": "TCP"}],
         "env": api_env(cluster),
         "volumeMounts": mounts,
         "readinessProbe": {"httpGet": {"path": API_READY_PATH, "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": API_LIVE_PATH, "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 6},
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": CONTAINER_SECURITY,
     }
     return {
@@ -194,9 +209,10 @@ def api_deployment(cluster: Mapping) -> Manifest:
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector_labels(name, "api")},
             "template": {
-                "metadata": {"labels": labels(name, "api")},
-                "spec": _placement(api, {"securityContext": POD_SECURITY, "containers": [container],
-                                         "volumes": volumes}),
+                "metadata": {"labels": labels(name, "api"),
+                             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(API_METRICS_PORT)}},
+                "spec": _placement(api, {"securityContext": POD_SECURITY, "automountServiceAccountToken": False,
+                                         "containers": [container], "volumes": volumes}),
             },
         },
     }
@@ -206,7 +222,7 @@ def _placement(spec: Mapping, pod_spec: dict[str, Any]) -> dict[str, Any]:
     """``pod_spec`` with the component's nodeSelector and tolerations, where it names any."""
     if spec.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
-    if spec.get("tolerations"):
+    if spec["tolerations"]:
         pod_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
     return pod_spec
 
@@ -236,7 +252,7 @@ def api_endpoint(cluster: Mapping) -> str:
 
 def worker_tolerations(workers: Mapping) -> list[dict[str, Any]]:
     """The spec's tolerations, plus the usual GPU-pool taint when the pod asks for GPUs."""
-    tolerations = [dict(t) for t in workers.get("tolerations", [])]
+    tolerations = [dict(t) for t in workers["tolerations"]]
     gpu = workers["gpu"]
     if gpu["count"] > 0 and not any(t.get("key") == gpu["resourceName"] for t in tolerations):
         tolerations.append({"key": gpu["resourceName"], "operator": "Exists", "effect": "NoSchedule"})
@@ -250,7 +266,7 @@ def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manif
     workers, triton = spec["workers"], spec["triton"]
     gpu = workers["gpu"]
     gpu_resources = {gpu["resourceName"]: str(gpu["count"])} if gpu["count"] > 0 else {}
-    triton_resources = _merge_resources(triton.get("resources", {}), gpu_resources)
+    triton_resources = _merge_resources(triton["resources"], gpu_resources)
     grace = workers["terminationGracePeriodSeconds"]
     data, data_mounts = data_volumes(spec)
     run_mount = {"name": "run", "mountPath": RUN_DIR}
@@ -270,9 +286,10 @@ def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manif
         "image": workers["image"],
         "imagePullPolicy": workers["imagePullPolicy"],
         "command": list(WORKER_COMMAND),
+        "ports": [{"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
         "env": worker_env(cluster),
         "volumeMounts": [*data_mounts, run_mount, TMP_MOUNT],
-        "resources": dict(workers.get("resources", {})),
+        "resources": dict(workers["resources"]),
         "securityContext": CONTAINER_SECURITY,
         # Stop taking work, then wait until the pages in hand are stored and acked.
         "lifecycle": {"preStop": {"exec": {"command": _wait_until_idle(f"touch {DRAIN_FILE}; ")}}},
@@ -319,6 +336,7 @@ def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manif
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": grace,
         "securityContext": POD_SECURITY,
+        "automountServiceAccountToken": False,
         "initContainers": [model_repository],
         "containers": [worker, triton_container],
         "volumes": [
@@ -339,7 +357,10 @@ def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manif
         "selector": {"matchLabels": selector_labels(name, "worker")},
         # GPUs are scarce: replace pods one at a time instead of asking for a spare GPU.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-        "template": {"metadata": {"labels": labels(name, "worker")}, "spec": pod_spec},
+        "template": {"metadata": {"labels": labels(name, "worker"),
+                                  "annotations": {"prometheus.io/scrape": "true",
+                                                  "prometheus.io/port": str(WORKER_METRICS_PORT)}},
+                     "spec": pod_spec},
     }
     if replicas is not None:
         deployment_spec = {"replicas": replicas, **deployment_spec}
@@ -348,6 +369,23 @@ def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manif
         "kind": "Deployment",
         "metadata": metadata(cluster, worker_name(name), "worker"),
         "spec": deployment_spec,
+    }
+
+
+def worker_metrics_service(cluster: Mapping) -> Manifest:
+    """Headless: one endpoint per worker pod, for scrapers that find targets by Service (ServiceMonitor)."""
+    name = cluster["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cluster, worker_metrics_name(name), "worker"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(name, "worker"),
+            "ports": [{"name": "metrics", "port": WORKER_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+                      {"name": "triton-metrics", "port": TRITON_METRICS_PORT, "targetPort": "triton-metrics",
+                       "protocol": "TCP"}],
+        },
     }
 
 
@@ -437,9 +475,11 @@ def cluster_children(cluster: Mapping) -> list[Manifest]:
         api_deployment(cluster),
         api_service(cluster),
         worker_deployment(cluster),
+        worker_metrics_service(cluster),
         worker_hpa(cluster),
         pdb(cluster, "api"),
         pdb(cluster, "worker"),
+        *policies.network_policies(cluster),
     ]
 
 

@@ -10,9 +10,9 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from ocrfleet import keys
 from ocrfleet.queue import QueueDepth
-from ocrfleet_operator import builders, decisions, stores
+from ocrfleet_operator import builders, clusterstatus, conditions, decisions, metrics, policies, stores
+from ocrfleet_operator.conditions import Condition
 from ocrfleet_operator.kube import KubeError
 from ocrfleet_operator.runtime import Runtime
 
@@ -57,8 +57,18 @@ def ensure_credentials(rt: Runtime, cluster: Mapping) -> str:
     return "created"
 
 
+def refusals(rt: Runtime, cluster: Mapping) -> list[str]:
+    """What the pool asks for that the operator's pod policy does not allow (nothing is rendered then)."""
+    return policies.violations(builders.cluster_children(cluster),
+                               allowed_image_prefixes=rt.settings.allowed_image_prefixes,
+                               allowed_toleration_keys=rt.settings.allowed_toleration_keys)
+
+
 def apply_children(rt: Runtime, cluster: Mapping) -> dict[str, str]:
-    """Every child of the cluster, created or brought back to its spec."""
+    """Every child of the cluster, created or brought back to its spec (none when the pool is refused)."""
+    refused = refusals(rt, cluster)
+    if refused:
+        return {"refused": "; ".join(refused)}
     outcome = {f"Secret/{stores.credentials_name(cluster['metadata']['name'])}": ensure_credentials(rt, cluster)}
     rt.register_cluster(cluster)
     worker = builders.worker_name(cluster["metadata"]["name"])
@@ -72,6 +82,8 @@ def apply_children(rt: Runtime, cluster: Mapping) -> dict[str, str]:
 
 def repair_child(rt: Runtime, cluster: Mapping, kind: str, name: str) -> str:
     """Bring one child back after someone deleted or edited it."""
+    if refusals(rt, cluster):
+        return "refused"
     worker = builders.worker_name(cluster["metadata"]["name"])
     for child in builders.cluster_children(cluster):
         if child["kind"] == kind and child["metadata"]["name"] == name:
@@ -80,31 +92,31 @@ def repair_child(rt: Runtime, cluster: Mapping, kind: str, name: str) -> str:
     return "not-a-child"
 
 
-def _parse(ts: str | None) -> datetime | None:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
-
-
-def _ts(t: datetime | None) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
-
-
 def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
     """Observe the cluster, take the scale steps the HPA cannot, write its status.
 
     Returns the status written (or that would have been, when unchanged).
     """
-    now = now or datetime.now(UTC)
+    with metrics.reconcile("OcrCluster"):
+        return _tick(rt, cluster, now=now or datetime.now(UTC))
+
+
+def _tick(rt: Runtime, cluster: Mapping, *, now: datetime) -> dict:
     meta, spec = cluster["metadata"], cluster["spec"]
     ns, name = meta["namespace"], meta["name"]
     previous = rt.status.known(meta["uid"], cluster.get("status"))
     workers = spec["workers"]
+    refused = refusals(rt, cluster)
+    if refused:
+        return _write_refused(rt, cluster, previous, refused, now)
 
     depth = _queue_depth(rt, cluster)
+    metrics.queue_depth(ns, name, depth.total if depth else None)
     worker_dep = rt.kube.get("Deployment", ns, builders.worker_name(name))
     api_dep = rt.kube.get("Deployment", ns, builders.api_name(name))
     current = (worker_dep or {}).get("spec", {}).get("replicas", 0)
 
-    idle_since = decisions.next_idle_since(depth.total if depth else 1, _parse(previous.get("idleSince")), now)
+    idle_since = decisions.next_idle_since(depth.total if depth else 1, conditions.parse_time(previous.get("idleSince")), now)
     if worker_dep is not None and depth is not None:
         target = decisions.scale_override(
             min_replicas=workers["minReplicas"], current_replicas=current, queue_depth=depth.total,
@@ -136,24 +148,25 @@ def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
         stores_desired=len(managed),
         stores_ready=stores_ready,
     )
-    not_ready_since = decisions.next_not_ready_since(obs, _parse(previous.get("notReadySince")), now)
-    obs = decisions.ClusterObservation(**{**obs.__dict__, "not_ready_since": not_ready_since})
-    conditions = decisions.cluster_conditions(
-        obs, startup_deadline=timedelta(seconds=workers["startupDeadlineSeconds"]), now=now)
-    status = {
-        "observedGeneration": meta.get("generation"),
-        "workers": {"desired": obs.workers_desired, "ready": obs.workers_ready},
-        "api": {"ready": obs.api_ready, "endpoint": builders.api_endpoint(cluster)},
-        "queue": ({"depth": depth.total, "waiting": depth.waiting, "inFlight": depth.in_flight}
-                  if depth else previous.get("queue", {})),
-        "idleSince": _ts(idle_since),
-        "notReadySince": _ts(not_ready_since),
-        "conditions": decisions.merge_conditions(
-            previous.get("conditions") or [], conditions, generation=meta.get("generation", 0), now=now),
-    }
+    status = clusterstatus.cluster_status(cluster, obs, depth, previous, now, idle_since=idle_since)
     urgent = _condition_states(previous.get("conditions")) != _condition_states(status["conditions"]) \
         or previous.get("observedGeneration") != status["observedGeneration"]
     rt.status.write("OcrCluster", ns, name, meta["uid"], previous, status, urgent=urgent)
+    return status
+
+
+def _write_refused(rt: Runtime, cluster: Mapping, previous: Mapping, refused: list[str], now: datetime) -> dict:
+    meta = cluster["metadata"]
+    message = "not rendered, the operator's policy refuses: " + "; ".join(refused)
+    progressing = Condition("Progressing", "False", "PolicyViolation", message)
+    degraded = Condition("Degraded", "True", "PolicyViolation", message)
+    wanted = [Condition("Ready", "False", "PolicyViolation", message), progressing, degraded,
+              *conditions.kstatus_pair(reconciling=progressing, stalled=degraded)]
+    status = {"observedGeneration": meta.get("generation"),
+              "conditions": conditions.merge(previous.get("conditions") or [], wanted,
+                                             generation=meta.get("generation", 0), now=now)}
+    rt.status.write("OcrCluster", meta["namespace"], meta["name"], meta["uid"], previous, status,
+                    urgent=_condition_states(previous.get("conditions")) != _condition_states(status["conditions"]))
     return status
 
 
@@ -175,16 +188,7 @@ def _set_deletion_costs(rt: Runtime, cluster: Mapping, pods: list[dict]) -> None
                and not p["metadata"].get("deletionTimestamp")]
     if len(workers) < 2:
         return
-    queue = rt.queue_for(cluster)
-    in_flight: dict[str, int] = {}
-    for stream in queue.streams:
-        try:
-            summary = queue.redis.xpending(stream, keys.CONSUMER_GROUP)
-        except Exception:
-            continue
-        for consumer in summary.get("consumers") or []:
-            cname = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
-            in_flight[cname] = in_flight.get(cname, 0) + int(consumer["pending"])
+    in_flight = rt.queue_for(cluster).in_flight_by_consumer()
     costs = decisions.deletion_costs([p["metadata"]["name"] for p in workers], in_flight)
     for pod in workers:
         pname = pod["metadata"]["name"]

@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ocrfleet_operator import conditions
+from ocrfleet_operator.conditions import Condition
+
 # -- scaling ---------------------------------------------------------------------------------
 
 
@@ -60,14 +63,6 @@ def deletion_costs(worker_pods: Sequence[str], in_flight_by_consumer: Mapping[st
 
 
 # -- conditions ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str  # "True" | "False" | "Unknown"
-    reason: str
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,7 +123,8 @@ def next_not_ready_since(obs: ClusterObservation, previous: datetime | None, now
 def cluster_conditions(
     obs: ClusterObservation, *, startup_deadline: timedelta, now: datetime
 ) -> list[Condition]:
-    """Ready, Progressing and Degraded from one observation.
+    """Ready, Progressing and Degraded from one observation (and kstatus's Reconciling and Stalled
+    mirroring Progressing and Degraded).
 
     Degraded wins over an endless Progressing: a definite pod failure (image pull, crash
     loop, a model that does not load) at once, an unschedulable pod after a short grace, and
@@ -156,7 +152,8 @@ def cluster_conditions(
         if degraded
         else Condition("Degraded", "False", "AsExpected", "")
     )
-    return [ready, progressing, degraded_condition]
+    return [ready, progressing, degraded_condition,
+            *conditions.kstatus_pair(reconciling=progressing, stalled=degraded_condition)]
 
 
 @dataclass(frozen=True)
@@ -180,26 +177,6 @@ def _degraded(obs: ClusterObservation, *, startup_deadline: timedelta, now: date
     return None
 
 
-def merge_conditions(
-    previous: Sequence[Mapping], current: Sequence[Condition], *, generation: int, now: datetime
-) -> list[dict]:
-    """Conditions as status dicts; ``lastTransitionTime`` moves only when the status flips."""
-    before = {c.get("type"): c for c in previous}
-    out = []
-    for c in current:
-        old = before.get(c.type)
-        changed = old is None or old.get("status") != c.status
-        out.append({
-            "type": c.type,
-            "status": c.status,
-            "reason": c.reason,
-            "message": c.message,
-            "observedGeneration": generation,
-            "lastTransitionTime": _rfc3339(now) if changed else old.get("lastTransitionTime", _rfc3339(now)),
-        })
-    return out
-
-
 def pod_problems(pod: Mapping, now: datetime) -> list[PodProblem]:
     """What keeps one pod (as the API returns it) from running, if anything."""
     name = pod.get("metadata", {}).get("name", "?")
@@ -216,10 +193,6 @@ def pod_problems(pod: Mapping, now: datetime) -> list[PodProblem]:
             problems.append(PodProblem(
                 name, waiting["reason"], f"container {cs.get('name')}: {waiting.get('message', waiting['reason'])}"))
     return problems
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -12,9 +12,9 @@ import logging
 
 import kopf
 
-from ocrfleet_operator import builders, clusters, jobs
+from ocrfleet_operator import builders, clusters, jobs, metrics
 from ocrfleet_operator.kube import KubeError
-from ocrfleet_operator.metrics_adapter import MetricsAdapter, tls_context
+from ocrfleet_operator.metrics_adapter import ClientAuth, MetricsAdapter, tls_context
 from ocrfleet_operator.runtime import Runtime
 from ocrfleet_operator.settings import OperatorSettings
 
@@ -30,6 +30,7 @@ CHILDREN = (
     ("", "v1", "services", "Service"),
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 )
 
 
@@ -44,11 +45,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.adapter = None
     if config.metrics_port:
         rt: Runtime = memo.runtime
+        auth = _aggregator_auth(rt) if config.metrics_client_auth else None
         memo.adapter = MetricsAdapter(
             lambda ns, name: (q.depth() if (q := rt.queue(ns, name) or _load_queue(rt, ns, name)) else None),
             lambda ns: [name for (n, name) in list(rt._clusters) if n == ns],
-            host=config.metrics_host, port=config.metrics_port,
-            ssl_context=tls_context(config.metrics_tls_cert, config.metrics_tls_key))
+            host=config.metrics_host, port=config.metrics_port, auth=auth,
+            ssl_context=tls_context(config.metrics_tls_cert, config.metrics_tls_key, auth))
         await memo.adapter.start()
 
 
@@ -67,13 +69,24 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     settings.watching.connect_timeout = config.watch_connect_timeout
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # An OcrJob's URL list may hold 10,000 URLs, far over an annotation's 256 KiB; no handler
+    # reacts to it changing (it is immutable once admitted), so it stays out of the diff base.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+        prefix=GROUP, key="last-handled-configuration", ignored_fields=["spec.source.urls"])
     settings.posting.level = logging.WARNING  # Events for warnings; phase changes post their own
     settings.posting.reporting_component = "ocrfleet-operator"
     settings.execution.max_workers = 8
     for _group, _version, plural, _kind in CHILDREN:
         settings.watching.label_selectors[plural] = CHILD_SELECTOR
+
+
+def _aggregator_auth(rt: Runtime) -> ClientAuth:
+    """The request-header CA and names the API server's aggregator presents (read once at start)."""
+    found = rt.kube.get("ConfigMap", "kube-system", "extension-apiserver-authentication")
+    if found is None:
+        raise LookupError("ConfigMap kube-system/extension-apiserver-authentication is missing: cannot verify the "
+                          "aggregator's client certificate (set OCRFLEET_METRICS_CLIENT_AUTH=false to serve anyone)")
+    return ClientAuth.from_configmap(found.get("data") or {})
 
 
 def _load_queue(rt: Runtime, namespace: str, name: str):
@@ -101,6 +114,7 @@ def cluster_tick(body: kopf.Body, memo: kopf.Memo, **_) -> None:
 @kopf.on.delete(GROUP, VERSION, "ocrclusters", optional=True)
 def cluster_deleted(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     memo.runtime.forget_cluster(body.metadata.namespace, body.metadata.name)
+    metrics.forget_pool(body.metadata.namespace, body.metadata.name)
 
 
 def _child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, kind: str, logger) -> None:

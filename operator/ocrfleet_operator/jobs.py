@@ -4,7 +4,8 @@ One function, :func:`tick`, is level-triggered and idempotent: the create/resume
 handlers call it at once and a timer calls it every few seconds. What the source turns into
 on the queue is :mod:`.jobsource`'s (references only: workers list and fetch); tasks go in
 through a per-job dedupe set (:mod:`ocrfleet.intake`), so an operator restarted mid-job
-never enqueues one twice.
+never enqueues one twice. Feeding runs on the runtime's feeder threads, in bounded batches
+(:class:`~ocrfleet_operator.runtime.Feeder`), never in the handler's thread.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ocrfleet import intake, keys
-from ocrfleet.progress import JobCounts
-from ocrfleet_operator import jobsource, jobstatus, phases
+from ocrfleet.progress import Completion, JobCounts
+from ocrfleet_operator import conditions, jobsource, jobstatus, metrics, phases
 from ocrfleet_operator.jobsource import job_key
 from ocrfleet_operator.phases import Phase
 from ocrfleet_operator.runtime import Runtime, pool_of
@@ -26,11 +27,11 @@ log = logging.getLogger(__name__)
 def feed(rt: Runtime, job: Mapping, cluster: Mapping) -> None:
     """Enqueue the job's references: its URL documents, or the listing task of its volume/S3 source."""
     queue, progress = rt.queue_for(cluster), rt.progress_for(cluster)
-    tasks = jobsource.url_documents(job)
+    tasks = jobsource.url_documents(job, cluster)
     if tasks is not None:
         intake.enqueue_job(queue, progress, job_key(job["metadata"]), tasks)
     else:
-        intake.enqueue_listing(queue, jobsource.listing(job))
+        intake.enqueue_listing(queue, jobsource.listing(job, cluster))
 
 
 def tick(rt: Runtime, job: Mapping, *, now: datetime | None = None,
@@ -41,7 +42,10 @@ def tick(rt: Runtime, job: Mapping, *, now: datetime | None = None,
     if not lock.acquire(blocking=False):
         return None  # another tick of this job is running
     try:
-        return _tick(rt, job, now=now or datetime.now(UTC), on_phase=on_phase)
+        with metrics.reconcile("OcrJob"):
+            verdict = _tick(rt, job, now=now or datetime.now(UTC), on_phase=on_phase)
+        metrics.job_phase(meta["namespace"], meta["uid"], verdict.phase.value)
+        return verdict
     finally:
         lock.release()
 
@@ -57,30 +61,41 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
                               previous.get("message", ""))
     cluster = rt.kube.get("OcrCluster", ns, spec["clusterRef"]["name"])
     jkey = job_key(meta)
-    counts, source_error, listed = JobCounts(), "", False
+    counts, source_error = JobCounts(), ""
     if cluster is not None:
-        if current is None:  # admitted: say so before the (possibly long) feeding starts
+        progress = rt.progress_for(cluster)
+        if current is None:
+            before = progress.completion(jkey)
+            if before is not None and before.spec_digest == jobsource.spec_digest(job):
+                verdict = phases.completed_before(before)  # the same job again: GitOps after its TTL
+                _write(rt, job, cluster, verdict, before.counts, previous, now, on_phase)
+                return verdict
+            if before is not None:
+                progress.forget_completion(jkey)  # a new job under an old name
+            # admitted: say so before the (possibly long) feeding starts
             previous = _write(rt, job, cluster, phases.Verdict(Phase.PENDING, phases.Reason.ENQUEUING,
                               "admitted; listing and enqueuing documents"), counts, previous, now, on_phase)
             current = Phase.PENDING
-        progress = rt.progress_for(cluster)
-        progress_key = keys.job_progress(pool_of(cluster), jkey)
-        if spec.get("suspend"):
+        if spec["suspend"]:
             removed = rt.queue_for(cluster).remove_waiting(
                 jkey, dedupe_set=keys.job_enqueued(pool_of(cluster), jkey))
             if removed:  # they go back in on resume
                 progress.record_enqueued(jkey, -removed)
         else:
             counts = progress.read(jkey)
-            if not progress.redis.hexists(progress_key, "total") or counts.enqueued < counts.total:
-                feed(rt, job, cluster)
+            if not counts.listed or counts.enqueued < counts.total:
+                rt.feeder.submit(meta["uid"], lambda: feed(rt, job, cluster))
             source_error = progress.source_error(jkey)  # a worker could not list the source
+        # one read: a feed setting the total between two reads must not look like an empty source
         counts = progress.read(jkey)
-        listed = bool(progress.redis.hexists(progress_key, "total"))
     verdict = phases.next_phase(
-        current=current, cluster_found=cluster is not None, suspend=bool(spec.get("suspend")), counts=counts,
-        source_listed=listed, max_failed_fraction=spec["failurePolicy"]["maxFailedFraction"],
+        current=current, cluster_found=cluster is not None, suspend=spec["suspend"], counts=counts,
+        source_listed=counts.listed, max_failed_fraction=spec["failurePolicy"]["maxFailedFraction"],
         source_error=source_error)
+    if verdict.phase.terminal and cluster is not None:  # remembered first: it outlives the object
+        rt.progress_for(cluster).record_completion(jkey, Completion(
+            spec_digest=jobsource.spec_digest(job), phase=verdict.phase.value, reason=verdict.reason.value,
+            message=verdict.message, counts=counts, uid=meta["uid"], completed_at=conditions.rfc3339(now)))
     _write(rt, job, cluster, verdict, counts, previous, now, on_phase)
     return verdict
 
@@ -111,12 +126,16 @@ def _expire(rt: Runtime, job: Mapping, previous: Mapping, now: datetime) -> None
     if (now - finished).total_seconds() >= ttl:
         log.info("job %s finished %s ago: deleting (ttlSecondsAfterFinished=%d)", job_key(job["metadata"]),
                  now - finished, ttl)
-        rt.kube.delete("OcrJob", job["metadata"]["namespace"], job["metadata"]["name"])
+        # off the timer's thread: kopf releases a deleted object only once its timers have stopped,
+        # and this tick runs in one of them
+        meta = job["metadata"]
+        rt.feeder.submit(f"{meta['uid']}:delete", lambda: rt.kube.delete("OcrJob", meta["namespace"], meta["name"]))
 
 
 def cleanup(rt: Runtime, job: Mapping) -> int:
     """The job is being deleted: drop its waiting entries and its counters."""
     meta = job["metadata"]
+    metrics.forget_job(meta["uid"])
     cluster = rt.kube.get("OcrCluster", meta["namespace"], job["spec"]["clusterRef"]["name"])
     if cluster is None:
         return 0

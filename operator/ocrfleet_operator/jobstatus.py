@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from ocrfleet import keys
 from ocrfleet.progress import JobCounts
-from ocrfleet_operator import builders, phases
-from ocrfleet_operator.jobsource import job_key
+from ocrfleet_operator import builders, conditions, phases
 from ocrfleet_operator.phases import Phase
 
 
@@ -39,24 +39,16 @@ def job_status(job: Mapping, cluster: Mapping | None, verdict: phases.Verdict, c
         eta = phases.eta_seconds(counts, queue_ahead=ahead, pages_per_second=rate)
         if eta is not None:
             status["etaSeconds"] = eta
-    status["conditions"] = [
-        {"type": t, "status": s, "reason": r, "message": m, "lastTransitionTime": _transition(previous, t, s, ts)}
-        for t, s, r, m in phases.job_conditions(verdict)
-    ]
+    status["conditions"] = conditions.merge(previous.get("conditions") or [], phases.job_conditions(verdict),
+                                            generation=job["metadata"].get("generation", 0), now=now)
     return status
 
 
 def results_ref(job: Mapping, cluster: Mapping | None) -> dict:
-    """Where the job's results are read: the pool API's route, paged (a key of the job's namespace)."""
-    name = job["metadata"]["name"]
-    ref = {"job": job_key(job["metadata"]), "path": f"/v1/ocrjobs/{name}/results"}
+    """Where the job's results are read: the pool API's route, paged (a key whose tenant was granted
+    the job's namespace)."""
+    meta = job["metadata"]
+    ref = {"job": keys.ocrjob(meta["namespace"], meta["name"]), "path": f"/v1/namespaces/{meta['namespace']}/ocrjobs/{meta['name']}/results"}
     if cluster is not None:
         ref["url"] = f"{builders.api_endpoint(cluster)}{ref['path']}"
     return ref
-
-
-def _transition(previous: Mapping, ctype: str, cstatus: str, ts: str) -> str:
-    for c in previous.get("conditions") or []:
-        if c.get("type") == ctype and c.get("status") == cstatus:
-            return c.get("lastTransitionTime", ts)
-    return ts

@@ -9,7 +9,9 @@ come from the kubeconfig (or the pod's service account) through ``kubernetes.con
 from __future__ import annotations
 
 import json
+import re
 import ssl
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,9 +24,11 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "Pod": ("/api/v1", "pods"),
     "Secret": ("/api/v1", "secrets"),
+    "ConfigMap": ("/api/v1", "configmaps"),
     "Event": ("/api/v1", "events"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "OcrCluster": ("/apis/ocrfleet.io/v1alpha1", "ocrclusters"),
     "OcrJob": ("/apis/ocrfleet.io/v1alpha1", "ocrjobs"),
 }
@@ -36,7 +40,15 @@ class KubeError(Exception):
         self.status = status
 
 
+_SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
 def path(kind: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+    """The REST path of an object; a namespace or name that is not a Kubernetes name (``../x``,
+    ``a/b``, ``%2e``) is refused, so no value from a request or a label can steer the path."""
+    for part in (namespace, name):
+        if part is not None and part != "" and (not _SEGMENT.match(part) or ".." in part):
+            raise ValueError(f"{part!r} is not a Kubernetes object name")
     prefix, plural = RESOURCES[kind]
     p = prefix + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
     if name:
@@ -44,6 +56,34 @@ def path(kind: str, namespace: str | None = None, name: str | None = None, sub: 
     if sub:
         p += f"/{sub}"
     return p
+
+
+class ConfigAuth(httpx.Auth):
+    """The bearer token of a ``kubernetes`` client configuration, asked for on every request.
+
+    In a pod the token is a projected, expiring file the kubelet rotates; the in-cluster
+    configuration's refresh hook re-reads it (at most once a minute), so a long-running
+    operator never sends a token that has expired.
+    """
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+
+    def header(self) -> str | None:
+        with self._lock:
+            if self.cfg.refresh_api_key_hook is not None:
+                self.cfg.refresh_api_key_hook(self.cfg)
+            for key, value in (self.cfg.api_key or {}).items():
+                prefix = (self.cfg.api_key_prefix or {}).get(key, "")
+                return f"{prefix} {value}".strip()
+        return None
+
+    def auth_flow(self, request: httpx.Request):
+        header = self.header()
+        if header:
+            request.headers["Authorization"] = header
+        yield request
 
 
 class Kube:
@@ -62,10 +102,6 @@ class Kube:
             config.load_incluster_config(client_configuration=cfg)
         except config.ConfigException:
             config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        headers = {}
-        for key, value in (cfg.api_key or {}).items():
-            prefix = (cfg.api_key_prefix or {}).get(key, "")
-            headers["Authorization"] = f"{prefix} {value}".strip()
         verify: Any = True
         if cfg.verify_ssl is False:
             verify = False
@@ -73,7 +109,7 @@ class Kube:
             verify = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
         if cfg.cert_file and isinstance(verify, ssl.SSLContext):
             verify.load_cert_chain(cfg.cert_file, cfg.key_file)
-        http = httpx.Client(base_url=cfg.host, verify=verify, headers=headers, timeout=30.0)
+        http = httpx.Client(base_url=cfg.host, verify=verify, auth=ConfigAuth(cfg), timeout=30.0)
         return cls(http, field_manager=field_manager)
 
     def close(self) -> None:

@@ -9,6 +9,12 @@ GROUP = "ocrfleet.io"
 VERSION = "v1alpha1"
 CLUSTER_LABEL = "ocrfleet.io/cluster"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+API_METRICS_PORT = 9090
+"""The API pods' Prometheus port, apart from the tenants' port (their NetworkPolicy opens it in-cluster)."""
+WORKER_METRICS_PORT = 9400
+"""The worker container's Prometheus port (``OCRFLEET_METRICS_PORT``; the NetworkPolicy opens it in-cluster)."""
+TRITON_METRICS_PORT = 8002
+"""Triton's own Prometheus port (its default, ``--metrics-port``), beside the worker in every worker pod."""
 MANAGED_BY = "ocrfleet-operator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 

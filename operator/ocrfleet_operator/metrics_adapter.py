@@ -8,16 +8,24 @@ Registered as the APIService ``v1beta1.external.metrics.k8s.io``, it answers the
   waiting + in-flight documents. Counting the in-flight ones keeps the HPA from scaling
   away workers that are still busy.
 
-It serves TLS only (the aggregator insists) and reads Redis off the event loop.
+It serves TLS only (the aggregator insists) with the certificate the chart keeps in a Secret
+(its CA is the APIService's ``caBundle``), and answers only the aggregator: a metrics request
+must present a client certificate signed by the cluster's request-header CA (the
+``extension-apiserver-authentication`` ConfigMap in ``kube-system``) whose name is among its
+allowed names. Namespace and cluster names are checked to be Kubernetes names before they are
+used. Redis is read off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import ssl
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +43,33 @@ BASE = f"/apis/{GROUP_VERSION}"
 DepthSource = Callable[[str, str], QueueDepth | None]
 # namespace -> the clusters known there.
 ClusterLister = Callable[[str], list[str]]
+
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ClientAuth:
+    """Who may ask: certificates of ``ca_pem`` whose common name is in ``allowed_names``
+    (any name of that CA when the list is empty, as the aggregator's own check does)."""
+
+    ca_pem: str
+    allowed_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_configmap(cls, data: dict) -> ClientAuth:
+        """From ``kube-system/extension-apiserver-authentication``'s data."""
+        ca = data.get("requestheader-client-ca-file", "")
+        if not ca:
+            raise LookupError("extension-apiserver-authentication has no requestheader-client-ca-file: the API "
+                              "server runs without --requestheader-client-ca-file, so no aggregator can be verified")
+        return cls(ca, tuple(json.loads(data.get("requestheader-allowed-names") or "[]")))
+
+    def allows(self, peercert: dict | None) -> bool:
+        if not peercert:
+            return False
+        names = [v for rdn in peercert.get("subject", ()) for k, v in rdn if k == "commonName"]
+        return not self.allowed_names or any(n in self.allowed_names for n in names)
 
 
 def parse_label_selector(selector: str) -> dict[str, str]:
@@ -77,7 +112,15 @@ def _status(code: int, reason: str, message: str) -> web.Response:
                               "message": message, "reason": reason, "code": code}, status=code)
 
 
-def make_app(depth_of: DepthSource, clusters_in: ClusterLister) -> web.Application:
+def make_app(depth_of: DepthSource, clusters_in: ClusterLister, auth: ClientAuth | None = None) -> web.Application:
+    @web.middleware
+    async def aggregator_only(request: web.Request, handler):
+        if request.path.startswith(BASE) and auth is not None and not auth.allows(
+                request.transport.get_extra_info("peercert") if request.transport else None):
+            return _status(401, "Unauthorized", "external metrics are served to the API server's aggregator only: "
+                           "present a client certificate of its request-header CA")
+        return await handler(request)
+
     async def discovery(_request: web.Request) -> web.Response:
         return web.json_response(resource_list())
 
@@ -86,6 +129,9 @@ def make_app(depth_of: DepthSource, clusters_in: ClusterLister) -> web.Applicati
         if name != QUEUE_DEPTH_METRIC:
             return _status(404, "NotFound", f"no external metric {name!r}; this adapter serves {QUEUE_DEPTH_METRIC}")
         labels = parse_label_selector(request.query.get("labelSelector", ""))
+        bad = [v for v in (ns, labels.get(CLUSTER_LABEL, "x")) if not _NAME.match(v)]
+        if bad:
+            return _status(400, "BadRequest", f"{bad[0]!r} is not a Kubernetes name (a namespace or an OcrCluster)")
         names = [labels[CLUSTER_LABEL]] if CLUSTER_LABEL in labels else await asyncio.to_thread(clusters_in, ns)
         values = {}
         for cluster in names:
@@ -103,7 +149,7 @@ def make_app(depth_of: DepthSource, clusters_in: ClusterLister) -> web.Applicati
     async def healthy(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application()
+    app = web.Application(middlewares=[aggregator_only])
     app.router.add_get(BASE, discovery)
     app.router.add_get(BASE + "/", discovery)
     app.router.add_get(BASE + "/namespaces/{namespace}/{metric}", metric)
@@ -112,9 +158,14 @@ def make_app(depth_of: DepthSource, clusters_in: ClusterLister) -> web.Applicati
     return app
 
 
-def tls_context(cert: str = "", key: str = "") -> ssl.SSLContext:
-    """The serving certificate: the given files, or a fresh self-signed one."""
+def tls_context(cert: str = "", key: str = "", auth: ClientAuth | None = None) -> ssl.SSLContext:
+    """The serving certificate (the given files, or a fresh self-signed one for local runs); with
+    ``auth``, client certificates are asked for and verified against its CA (the middleware
+    then refuses metrics requests without one; probes of /healthz need none)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if auth is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(cadata=auth.ca_pem)
     if cert:
         ctx.load_cert_chain(cert, key)
         return ctx
@@ -156,8 +207,8 @@ class MetricsAdapter:
     """The server's life: :meth:`start` on the operator's loop, :meth:`stop` at clean-up."""
 
     def __init__(self, depth_of: DepthSource, clusters_in: ClusterLister, *, host: str, port: int,
-                 ssl_context: ssl.SSLContext) -> None:
-        self.app = make_app(depth_of, clusters_in)
+                 ssl_context: ssl.SSLContext, auth: ClientAuth | None = None) -> None:
+        self.app = make_app(depth_of, clusters_in, auth)
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.runner: web.AppRunner | None = None
 

@@ -7,7 +7,9 @@
        ▼  │        ▼  │
       Suspended ◀──┘  │                  (spec.suspend; false resumes)
 
-Succeeded and Failed are terminal. Everything here is pure; :mod:`.reconcile` feeds it the
+Succeeded and Failed are terminal. A job applied again after it finished and was deleted (its
+TTL under GitOps), with the same spec, starts in the phase it ended in (reason CompletedBefore,
+:func:`completed_before`) and processes nothing. Everything here is pure; :mod:`.jobs` feeds it the
 counters read from Redis and writes the result through :mod:`.status`.
 """
 
@@ -17,7 +19,9 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ocrfleet.progress import JobCounts
+from ocrfleet.progress import Completion, JobCounts
+from ocrfleet_operator import conditions
+from ocrfleet_operator.conditions import Condition
 
 
 class Phase(StrEnum):
@@ -41,6 +45,7 @@ class Reason(StrEnum):
     TOO_MANY_FAILURES = "TooManyFailures"
     EMPTY_SOURCE = "EmptySource"
     SOURCE_ERROR = "SourceError"
+    COMPLETED_BEFORE = "CompletedBefore"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,14 @@ def next_phase(
     return Verdict(Phase.PENDING, Reason.ENQUEUING, "listing and enqueuing documents")
 
 
+def completed_before(completion: Completion) -> Verdict:
+    """The verdict of a job that already ran with this spec under this name."""
+    return Verdict(Phase(completion.phase), Reason.COMPLETED_BEFORE,
+                   f"ran before with this spec (uid {completion.uid}, finished {completion.completed_at}): "
+                   f"{completion.message}; nothing is processed again (its results stay readable); "
+                   "to run it again, give it another name or change its spec")
+
+
 def _terminal_reason(phase: Phase, counts: JobCounts, max_failed_fraction: float) -> Reason:
     if phase is Phase.SUCCEEDED:
         return Reason.ALL_DONE
@@ -114,13 +127,15 @@ def eta_seconds(counts: JobCounts, *, queue_ahead: int, pages_per_second: float)
     return math.ceil(remaining / pages_per_second)
 
 
-def job_conditions(verdict: Verdict) -> list[tuple[str, str, str, str]]:
-    """(type, status, reason, message) of the job's conditions: Complete, Failed, Suspended."""
-    return [
-        ("Complete", _b(verdict.phase is Phase.SUCCEEDED), verdict.reason.value, verdict.message),
-        ("Failed", _b(verdict.phase is Phase.FAILED), verdict.reason.value, verdict.message),
-        ("Suspended", _b(verdict.phase is Phase.SUSPENDED), verdict.reason.value, verdict.message),
-    ]
+def job_conditions(verdict: Verdict) -> list[Condition]:
+    """The job's conditions: Complete, Failed, Suspended, and kstatus's pair (Reconciling while
+    Pending or Running, Stalled when Failed)."""
+    complete, failed, suspended = (
+        Condition(kind, _b(verdict.phase is phase), verdict.reason.value, verdict.message)
+        for kind, phase in (("Complete", Phase.SUCCEEDED), ("Failed", Phase.FAILED), ("Suspended", Phase.SUSPENDED)))
+    working = verdict.phase in (Phase.PENDING, Phase.RUNNING)
+    reconciling = Condition("Reconciling", _b(working), verdict.reason.value, verdict.message)
+    return [complete, failed, suspended, *conditions.kstatus_pair(reconciling=reconciling, stalled=failed)]
 
 
 def _b(value: bool) -> str:

@@ -7,8 +7,10 @@ URL, the status writer and the registry of queues the metrics adapter reads.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import redis
@@ -21,6 +23,48 @@ from ocrfleet_operator.kube import Kube
 from ocrfleet_operator.settings import OperatorSettings
 from ocrfleet_operator.status import StatusWriter
 
+log = logging.getLogger(__name__)
+
+
+class Feeder:
+    """Feeds OcrJobs on threads of its own: at most ``workers`` at once, one feed per job at a time.
+
+    A handler (kopf's thread) only hands the feed over and returns, so a job of 10,000 URLs
+    never holds a handler thread while it goes in; the next tick finds it still feeding and
+    hands nothing over twice.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ocrjob-feed")
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, key: str, feed: Callable[[], object]) -> bool:
+        """Start ``feed`` for job ``key`` unless it is feeding already; returns whether it started."""
+        with self._lock:
+            if key in self._busy:
+                return False
+            self._busy.add(key)
+
+        def run() -> None:
+            try:
+                feed()
+            except Exception:
+                log.exception("feeding OcrJob %s failed; the next tick tries again", key)
+            finally:
+                with self._lock:
+                    self._busy.discard(key)
+
+        self._pool.submit(run)
+        return True
+
+    def busy(self, key: str) -> bool:
+        with self._lock:
+            return key in self._busy
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
 
 @dataclass
 class Runtime:
@@ -29,6 +73,7 @@ class Runtime:
     status: StatusWriter
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
     _clusters: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> redis URL
+    feeder: Feeder = field(default_factory=Feeder)
     _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -42,6 +87,7 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.feeder.close()
         for client in self._redis.values():
             client.close()
         self.kube.close()
@@ -50,12 +96,12 @@ class Runtime:
 
     def redis_url(self, cluster: Mapping) -> str:
         """The cluster's Redis: spec.redis.url, the Secret it names, or the managed one's Service."""
-        meta, spec_redis = cluster["metadata"], cluster.get("spec", {}).get("redis", {})
+        meta, spec_redis = cluster["metadata"], cluster["spec"]["redis"]
         if spec_redis.get("url"):
             return spec_redis["url"]
         ref = spec_redis.get("urlSecretRef")
         if ref:
-            return self._secret_value(meta["namespace"], ref["name"], ref.get("key", "url"))
+            return self._secret_value(meta["namespace"], ref["name"], ref["key"])
         password = self._secret_value(meta["namespace"], stores.credentials_name(meta["name"]), stores.REDIS_PASSWORD)
         return stores.managed_redis_url(cluster, password)
 

@@ -2,14 +2,14 @@
 
 Extends the shared :class:`~ocrfleet.settings.CoreSettings` (Redis, blobs, attempts) with
 what only the operator needs: watch timeouts, status throttling, the metrics adapter.
-Tests build the object directly and hand it to :func:`ocrfleet_operator.handlers.configure`.
+Tests build the object directly and hand it to :meth:`ocrfleet_operator.runtime.Runtime.create`.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from ocrfleet.settings import CoreSettings
+from ocrfleet.settings import CoreSettings, StrList
 
 
 class OperatorSettings(CoreSettings):
@@ -39,9 +39,19 @@ class OperatorSettings(CoreSettings):
         "ocrfleet-operator", description="field_manager: the server-side-apply manager name."
     )
     log_level: str = Field("INFO", description="log_level: DEBUG, INFO, WARNING or ERROR.")
+    allowed_image_prefixes: StrList = Field(
+        default_factory=list, description="allowed_image_prefixes: every image a pool's pods run must start with "
+        "one of these (registry/repository prefixes); empty allows any.")
+    allowed_toleration_keys: StrList = Field(
+        default_factory=list, description="allowed_toleration_keys: taint keys a pool's pods may tolerate; empty "
+        "allows any.")
     liveness_port: int = Field(
         8080, ge=0, le=65535, description="liveness_port: kopf's /healthz port; 0 disables it."
     )
+    prometheus_port: int = Field(
+        8081, ge=0, le=65535, description="prometheus_port: plain-HTTP port of the operator's own Prometheus "
+        "metrics (/metrics); 0 disables it.")
+    prometheus_host: str = Field("0.0.0.0", description="prometheus_host: the Prometheus exposition's listen address.")
     metrics_port: int = Field(
         6443, ge=0, le=65535, description="metrics_port: TLS port of the external metrics adapter; 0 disables it."
     )
@@ -50,3 +60,6 @@ class OperatorSettings(CoreSettings):
         "", description="metrics_tls_cert: PEM certificate file; empty generates a self-signed one."
     )
     metrics_tls_key: str = Field("", description="metrics_tls_key: PEM key file of metrics_tls_cert.")
+    metrics_client_auth: bool = Field(
+        True, description="metrics_client_auth: answer metrics requests only with a client certificate of the "
+        "cluster's request-header CA (the aggregator's); false serves anyone who reaches the port.")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ocrfleet_operator import metrics
 from ocrfleet_operator.kube import Kube
 
 
@@ -45,14 +46,17 @@ class StatusWriter:
             last_at, last_written = self._last.get(uid, (float("-inf"), None))
             if _covers(current or {}, desired) or (last_written is not None and _covers(last_written, desired)):
                 self.stats.unchanged += 1
+                metrics.STATUS_SKIPPED.labels(kind, "unchanged").inc()
                 return False
             if not urgent and now - last_at < self.min_interval:
                 self.stats.throttled += 1
+                metrics.STATUS_SKIPPED.labels(kind, "throttled").inc()
                 return False
             self._last[uid] = (now, desired)
         self.kube.merge_patch(kind, namespace, name, {"status": desired}, sub="status")
         with self._lock:
             self.stats.written += 1
+        metrics.STATUS_WRITES.labels(kind).inc()
         return True
 
     def known(self, uid: str, current: Mapping | None) -> dict:

@@ -6,6 +6,8 @@ StatefulSet with its data on a PVC, behind a Service of the same name. Managed i
 gets when its spec names nothing, so ``spec: {}`` works on any cluster with a default
 StorageClass. Managed stores authenticate with random credentials the operator writes once
 into the pool's Secret ``NAME-credentials`` (:func:`new_credentials`; never rewritten).
+Like :mod:`.builders`, every function reads the cluster as the API server returns it, with
+the CRD's defaults applied.
 
 ========================  =====================================================================
 ``NAME-redis``            StatefulSet and Service: the queue and counters (AOF on a PVC)
@@ -54,16 +56,16 @@ _STORE_SECURITY = {
 
 
 def redis_managed(spec: Mapping) -> bool:
-    redis = spec.get("redis", {})
+    redis = spec["redis"]
     return not (redis.get("url") or redis.get("urlSecretRef"))
 
 
 def database_managed(spec: Mapping) -> bool:
-    return not spec.get("database", {}).get("urlSecretRef")
+    return not spec["database"].get("urlSecretRef")
 
 
 def documents_managed(spec: Mapping) -> bool:
-    storage = spec.get("storage", {})
+    storage = spec["storage"]
     return not (storage.get("objectStore") or storage.get("pvc"))
 
 
@@ -127,8 +129,9 @@ def _credential(cluster: Mapping, env: str, key: str) -> dict[str, Any]:
     return {"name": env, "valueFrom": {"secretKeyRef": ref}}
 
 
-def secret_env(name: str, ref: Mapping, default_key: str) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get("key", default_key)}}}
+def secret_env(name: str, ref: Mapping) -> dict[str, Any]:
+    """A variable read from a Secret: ``ref`` names the Secret (``name``) and its ``key``."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}}}
 
 
 # -- what the pool's own pods read -----------------------------------------------------------
@@ -142,34 +145,32 @@ def store_env(cluster: Mapping) -> list[dict[str, Any]]:
     """
     spec, name = cluster["spec"], cluster["metadata"]["name"]
     env: list[dict[str, Any]] = []
-    redis = spec.get("redis", {})
+    redis = spec["redis"]
     if redis.get("urlSecretRef"):
-        env.append(secret_env("OCRFLEET_REDIS_URL", redis["urlSecretRef"], "url"))
+        env.append(secret_env("OCRFLEET_REDIS_URL", redis["urlSecretRef"]))
     elif redis.get("url"):
         env.append({"name": "OCRFLEET_REDIS_URL", "value": redis["url"]})
     else:
         env += [_credential(cluster, "REDIS_PASSWORD", REDIS_PASSWORD),
                 {"name": "OCRFLEET_REDIS_URL", "value": managed_redis_url(cluster, "$(REDIS_PASSWORD)")}]
-    database = spec.get("database", {})
+    database = spec["database"]
     if database.get("urlSecretRef"):
-        env.append(secret_env("OCRFLEET_DATABASE_URL", database["urlSecretRef"], "url"))
+        env.append(secret_env("OCRFLEET_DATABASE_URL", database["urlSecretRef"]))
     else:
         host = _host(cluster, database_name(name))
         env += [_credential(cluster, "DATABASE_PASSWORD", DATABASE_PASSWORD),
                 {"name": "OCRFLEET_DATABASE_URL", "value": f"postgresql+psycopg://{DATABASE_USER}:"
                  f"$(DATABASE_PASSWORD)@{host}:{POSTGRES_PORT}/{DATABASE_NAME}"}]
-    storage = spec.get("storage", {})
+    storage = spec["storage"]
     store = storage.get("objectStore")
     if store:
         creds = store["credentialsSecretRef"]
-        prefix = store.get("prefix", "blobs").strip("/")
+        prefix = store["prefix"].strip("/")
         env += [{"name": "OCRFLEET_BLOB_ROOT", "value": f"s3://{store['bucket']}/{prefix}"},
                 {"name": "OCRFLEET_S3_ENDPOINT", "value": store["endpoint"]},
-                {"name": "OCRFLEET_S3_REGION", "value": store.get("region", "us-east-1")},
-                secret_env("OCRFLEET_S3_ACCESS_KEY", {"name": creds["name"], "key": creds.get("accessKeyIdKey", "accessKeyId")},
-                            "accessKeyId"),
-                secret_env("OCRFLEET_S3_SECRET_KEY", {"name": creds["name"], "key": creds.get("secretAccessKeyKey", "secretAccessKey")},
-                            "secretAccessKey")]
+                {"name": "OCRFLEET_S3_REGION", "value": store["region"]},
+                secret_env("OCRFLEET_S3_ACCESS_KEY", {"name": creds["name"], "key": creds["accessKeyIdKey"]}),
+                secret_env("OCRFLEET_S3_SECRET_KEY", {"name": creds["name"], "key": creds["secretAccessKeyKey"]})]
     elif storage.get("pvc"):
         env.append({"name": "OCRFLEET_BLOB_ROOT", "value": f"{DATA_DIR}/blobs"})
     else:
@@ -198,13 +199,14 @@ def _statefulset(cluster: Mapping, name: str, component: str, container: dict, s
         **container,
         "securityContext": _STORE_SECURITY,
         "volumeMounts": [{"name": "data", "mountPath": data_path}, {"name": "tmp", "mountPath": "/tmp"},
-                         *container.get("volumeMounts", [])],
+                         *container["volumeMounts"]],
     }
     if storage.get("resources"):
         container["resources"] = dict(storage["resources"])
     pod_spec: dict[str, Any] = {
         "securityContext": {"runAsNonRoot": True, "runAsUser": run_as, "runAsGroup": run_as, "fsGroup": run_as,
                             "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, *(extra_volumes or [])],

@@ -10,26 +10,9 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
+from ocrfleet_dev.kubeobjects import apply_defaults, crd_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def crd_schema(plural: str) -> dict:
-    crd = yaml.safe_load((ROOT / "crds" / f"ocrfleet.io_{plural}.yaml").read_text())
-    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-
-
-def apply_defaults(schema: dict, value):
-    if schema.get("type") == "object" and isinstance(value, dict):
-        for key, sub in (schema.get("properties") or {}).items():
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
-            if key in value:
-                value[key] = apply_defaults(sub, value[key])
-    elif schema.get("type") == "array" and isinstance(value, list) and "items" in schema:
-        value = [apply_defaults(schema["items"], v) for v in value]
-    return value
 
 
 def make_cluster(spec: dict | None = None, name: str = "pool", namespace: str = "ocr") -> dict:

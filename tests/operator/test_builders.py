@@ -28,9 +28,15 @@ def test_children_names_kinds_and_owner(cluster):
         ("Deployment", "pool-api"),
         ("Service", "pool-api"),
         ("Deployment", "pool-worker"),
+        ("Service", "pool-worker-metrics"),
         ("HorizontalPodAutoscaler", "pool-worker"),
         ("PodDisruptionBudget", "pool-api"),
         ("PodDisruptionBudget", "pool-worker"),
+        ("NetworkPolicy", "pool-api"),
+        ("NetworkPolicy", "pool-worker"),
+        ("NetworkPolicy", "pool-redis"),
+        ("NetworkPolicy", "pool-database"),
+        ("NetworkPolicy", "pool-objects"),
     ]
     for child in children:
         assert child["metadata"]["namespace"] == "ocr"
@@ -58,7 +64,7 @@ def test_worker_pod_holds_worker_and_triton_with_one_gpu():
     assert e["OCRFLEET_CLUSTER_NAMESPACE"] == "ocr"
     assert e["OCRFLEET_TRITON_URL"] == "127.0.0.1:8001"
     assert e["OCRFLEET_CONSUMER_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert e["OCRFLEET_MAX_SIDE"] == "4096"
+    assert e["OCRFLEET_MAX_SIDE"] == "2048"
     init = env(pod["initContainers"][0])
     assert init["OCRFLEET_TRITON_MAX_BATCH_SIZE"] == "8"
     assert init["OCRFLEET_TRITON_MAX_QUEUE_DELAY_US"] == "100000"
@@ -148,7 +154,8 @@ def test_api_deployment_and_service(cluster):
     c = containers(dep)["api"]
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["selector"]["matchLabels"] == {"ocrfleet.io/cluster": "pool", "app.kubernetes.io/component": "api"}
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
     assert env(c)["OCRFLEET_SIGNING_MASTER_KEY"] == {"secretKeyRef": {"name": "signing", "key": "signingMasterKey"}}
     assert env(c)["OCRFLEET_MAX_UPLOAD_BYTES"] == str(50 * 1024 * 1024)
     assert env(c)["OCRFLEET_PORT"] == "8080"
@@ -156,6 +163,32 @@ def test_api_deployment_and_service(cluster):
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     assert builders.api_endpoint(cluster) == "http://pool-api.ocr.svc:80"
+
+
+def test_worker_pods_are_scraped_on_their_metrics_ports(cluster):
+    dep = builders.worker_deployment(cluster)
+    c = containers(dep)
+    assert c["worker"]["ports"] == [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+    assert env(c["worker"])["OCRFLEET_METRICS_PORT"] == "9400"
+    assert {"name": "triton-metrics", "containerPort": 8002, "protocol": "TCP"} in c["triton"]["ports"]
+    assert "--metrics-port=8002" in c["triton"]["command"]
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {"prometheus.io/scrape": "true",
+                                                                  "prometheus.io/port": "9400"}
+    svc = builders.worker_metrics_service(cluster)
+    assert svc["metadata"]["name"] == "pool-worker-metrics"
+    assert svc["spec"]["clusterIP"] == "None", "headless: one endpoint per worker pod"
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9400, "targetPort": "metrics", "protocol": "TCP"},
+        {"name": "triton-metrics", "port": 8002, "targetPort": "triton-metrics", "protocol": "TCP"}]
+
+
+def test_api_and_workers_cap_documents_alike():
+    cluster = make_cluster({"api": {"maxUploadBytes": 100 * 1024 * 1024}, "preprocessing": {"maxPages": 7}})
+    api = env(containers(builders.api_deployment(cluster))["api"])
+    worker = env(containers(builders.worker_deployment(cluster))["worker"])
+    assert api["OCRFLEET_MAX_UPLOAD_BYTES"] == worker["OCRFLEET_MAX_BYTES"] == str(100 * 1024 * 1024)
+    assert api["OCRFLEET_MAX_PDF_PAGES"] == worker["OCRFLEET_MAX_PAGES"] == "7"
 
 
 def test_pdbs_allow_one_pod_down(cluster):
@@ -178,13 +211,13 @@ def test_drift_ignores_server_defaults_but_sees_changes(cluster):
 
 
 def test_api_pods_follow_the_api_placement(cluster):
-    cluster["spec"]["api"]["nodeSelector"] = {"pool": "cpu"}
-    cluster["spec"]["api"]["tolerations"] = [{"key": "dedicated", "operator": "Exists"}]
-    pod = builders.api_deployment(cluster)["spec"]["template"]["spec"]
+    placed = make_cluster({"api": {"nodeSelector": {"pool": "cpu"},
+                                   "tolerations": [{"key": "dedicated", "operator": "Exists"}]}})
+    pod = builders.api_deployment(placed)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"pool": "cpu"}
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
-    del cluster["spec"]["api"]["nodeSelector"], cluster["spec"]["api"]["tolerations"]
-    assert "nodeSelector" not in builders.api_deployment(cluster)["spec"]["template"]["spec"]
+    anywhere = builders.api_deployment(cluster)["spec"]["template"]["spec"]
+    assert "nodeSelector" not in anywhere and "tolerations" not in anywhere
 
 
 def test_every_container_runs_unprivileged_on_a_read_only_root_with_a_writable_tmp(cluster):
@@ -201,3 +234,54 @@ def test_every_container_runs_unprivileged_on_a_read_only_root_with_a_writable_t
             assert "emptyDir" in volumes[mounts["/tmp"]], f"{c['name']} has no writable /tmp"
     triton = containers(builders.worker_deployment(cluster))["triton"]
     assert {"name": "shm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
+
+
+def test_the_pools_source_and_masking_rules_reach_the_api_and_the_workers():
+    c = make_cluster({"sources": {"urlAllowlist": ["https://docs.example.com/inbox/"]}})
+    api = env(containers(builders.api_deployment(c))["api"])
+    worker = env(containers(builders.worker_deployment(c))["worker"])
+    assert api["OCRFLEET_URL_FETCH_PREFIXES"] == worker["OCRFLEET_SOURCE_URL_ALLOWLIST"] == \
+        '["https://docs.example.com/inbox/"]'
+    assert api["OCRFLEET_MASK_DEFAULT"] == worker["OCRFLEET_MASK_DEFAULT"] == '["all"]', "masking is on by default"
+    off = make_cluster({"masking": {"default": []}})
+    assert env(containers(builders.api_deployment(off))["api"])["OCRFLEET_MASK_DEFAULT"] == "[]"
+
+
+def test_every_pool_pod_is_hardened_and_reachable_only_as_needed(cluster):
+    from ocrfleet_operator import policies
+
+    children = builders.cluster_children(cluster)
+    for where, spec in policies._pod_specs(children):
+        assert spec["automountServiceAccountToken"] is False, f"{where} mounts a service-account token"
+        assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"]
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], where
+    api = containers(builders.api_deployment(cluster))["api"]
+    assert api["resources"]["limits"]["memory"], "the API container has a memory limit"
+    netpols = {c["metadata"]["name"]: c["spec"] for c in children if c["kind"] == "NetworkPolicy"}
+    assert netpols["pool-worker"]["ingress"] == [{"from": [{"namespaceSelector": {}}], "ports": [
+        {"protocol": "TCP", "port": 9400}, {"protocol": "TCP", "port": 8002}]}], "workers: only scrapes, in-cluster"
+    assert netpols["pool-api"]["ingress"][0] == {"ports": [{"protocol": "TCP", "port": 8080}]}
+    assert netpols["pool-api"]["ingress"][1]["ports"] == [{"protocol": "TCP", "port": 9090}], "metrics, in-cluster"
+    database = netpols["pool-database"]["ingress"][0]["from"]
+    assert [f["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for f in database] == ["api", "worker"]
+    redis_from = netpols["pool-redis"]["ingress"][0]["from"]
+    assert redis_from[-1]["podSelector"]["matchLabels"] == policies.OPERATOR_POD, "the operator enqueues jobs"
+
+
+def test_a_pool_asking_for_an_image_or_toleration_outside_the_policy_is_refused():
+    from ocrfleet_operator import policies
+
+    rules = {"allowed_image_prefixes": ["ghcr.io/ocrfleet/", "docker.io/library/"],
+             "allowed_toleration_keys": ["nvidia.com/gpu"]}
+    assert policies.violations(builders.cluster_children(make_cluster({"storage": {"pvc": {"claimName": "d"}}})),
+                               **rules) == []
+    bad = make_cluster({"workers": {"image": "evil.example.com/miner:1",
+                                    "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                                     "operator": "Exists"}]},
+                        "storage": {"pvc": {"claimName": "d"}}})
+    found = policies.violations(builders.cluster_children(bad), **rules)
+    assert any("evil.example.com/miner:1" in f for f in found)
+    assert any("node-role.kubernetes.io/control-plane" in f for f in found)
+    assert policies.violations(builders.cluster_children(bad)) == [], "no policy: anything goes"

@@ -191,6 +191,44 @@ def _field_for(cls: type[BaseSettings], env: str) -> str:
     return env[len(prefix):].lower()
 
 
+#: What a pod of a pool is told about where it is: its pool's name, its stores' addresses, its
+#: files. Every other variable a pool that sets nothing renders is a default of the CRD.
+WHERE_THE_POD_IS = {"OCRFLEET_CLUSTER", "OCRFLEET_CLUSTER_NAMESPACE", "OCRFLEET_REDIS_URL", "OCRFLEET_DATABASE_URL",
+                    "OCRFLEET_BLOB_ROOT", "OCRFLEET_S3_ENDPOINT", "OCRFLEET_DRAIN_FILE", "OCRFLEET_BUSY_FILE"}
+
+
+def test_a_pool_that_sets_nothing_runs_each_program_with_that_programs_own_defaults():
+    """The CRD's defaults (max pages, max side, rate limit, Triton batching, ...) equal the
+    settings' defaults, so a program behaves the same in a pool and outside one."""
+    differ = []
+    for pod in pods(make_cluster()):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            program = python_module(container)
+            literal = {k: v for k, v in env_values(container).items()
+                       if k.startswith("OCRFLEET_") and k not in WHERE_THE_POD_IS and v is not None}
+            for cls in settings_classes(program[0]) if program else []:
+                for var in sorted(literal.keys() & env_names(cls)):
+                    field = _field_for(cls, var)
+                    rendered = getattr(cls(**{field: literal[var]}), field)
+                    default = cls.model_fields[field].get_default(call_default_factory=True)
+                    if rendered != default:
+                        differ.append(f"{container['name']}: {var}={literal[var]} but {cls.__name__}.{field} "
+                                      f"defaults to {default!r}")
+    assert differ == [], "the CRD's defaults and the programs' disagree (change one of them):\n" + "\n".join(differ)
+
+
+def test_the_api_and_the_worker_cap_documents_alike_by_default():
+    """What the API accepts, a worker decodes: outside a pool too (a pool sets both from its spec)."""
+    from ocrfleet_api.settings import ApiSettings
+    from ocrfleet_worker.settings import WorkerSettings
+
+    api, worker = ApiSettings.model_fields, WorkerSettings.model_fields
+    for api_field, worker_field in (("max_upload_bytes", "max_bytes"), ("max_pixels", "max_pixels"),
+                                    ("max_pdf_pages", "max_pages")):
+        assert api[api_field].default == worker[worker_field].default, (
+            f"ApiSettings.{api_field} and WorkerSettings.{worker_field} default differently")
+
+
 def test_the_check_sees_a_renamed_setting():
     class Renamed(BaseSettings):
         model_config = SettingsConfigDict(env_prefix="OCRFLEET_")
@@ -317,6 +355,34 @@ def test_triton_probes_are_v2_paths_for_our_models_on_its_http_port():
         worker = next(c for c in pod["containers"] if python_module(c) and python_module(c)[0] == "ocrfleet_worker")
         assert env_values(worker)["OCRFLEET_TRITON_URL"].rsplit(":", 1)[1] == flags["--grpc-port"], (
             f"{cid}: the worker dials another gRPC port than Triton's")
+
+
+def test_metrics_ports_are_where_the_programs_serve_them_and_the_services_name_them():
+    from ocrfleet_worker.settings import WorkerSettings
+
+    assert WorkerSettings.model_fields["metrics_port"].default == builders.WORKER_METRICS_PORT
+    for cname, cluster in example_clusters().items():
+        children = builders.cluster_children(cluster)
+        for dep in (c for c in children if c["kind"] == "Deployment"):
+            template = dep["spec"]["template"]
+            scraped = (template["metadata"].get("annotations") or {}).get("prometheus.io/port")
+            for container in template["spec"]["containers"]:
+                ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+                if python_module(container):
+                    values = env_values(container)
+                    assert ("metrics" in ports) == ("OCRFLEET_METRICS_PORT" in values), (cname, container["name"])
+                    if "metrics" in ports:
+                        assert ports["metrics"] == int(values["OCRFLEET_METRICS_PORT"]), (cname, container["name"])
+                        assert scraped == str(ports["metrics"]), f"{cname}: the pod is scraped elsewhere"
+                elif "triton-metrics" in ports:
+                    flags = dict(a.split("=", 1) for a in container["command"][1:] if "=" in a)
+                    assert ports["triton-metrics"] == int(flags["--metrics-port"]), cname
+        svc = next(c for c in children if c["metadata"]["name"] == builders.worker_metrics_name(
+            cluster["metadata"]["name"]))
+        pod = builders.worker_deployment(cluster)["spec"]["template"]
+        assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        named = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= named, cname
 
 
 def test_drain_and_busy_files_sit_on_a_volume_worker_and_triton_share():

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ocrfleet_operator.conditions import Condition
+from ocrfleet_operator.conditions import merge as merge_conditions
 from ocrfleet_operator.decisions import (
     ClusterObservation,
-    Condition,
     PodProblem,
     cluster_conditions,
     deletion_costs,
-    merge_conditions,
     next_idle_since,
     next_not_ready_since,
     pod_problems,
@@ -119,6 +119,20 @@ def test_unschedulable_degrades_after_a_grace():
     c = conds(obs(workers_ready=1, problems=[old]))
     assert (c["Degraded"].reason, c["Degraded"].status) == ("Unschedulable", "True")
     assert "Insufficient nvidia.com/gpu" in c["Degraded"].message
+
+
+@pytest.mark.parametrize("observation, reconciling, stalled", [
+    (obs(), "False", "False"),
+    (obs(workers_exist=False), "True", "False"),
+    (obs(workers_ready=1, not_ready_since=NOW), "True", "False"),
+    (obs(workers_ready=0, not_ready_since=NOW - timedelta(seconds=601)), "False", "True"),
+], ids=["ready", "creating", "scaling", "degraded"])
+def test_pools_carry_the_conditions_kstatus_reads(observation, reconciling, stalled):
+    """kstatus (Flux, kpt) reads Reconciling and Stalled: a pool coming up is InProgress, a
+    Degraded one Failed (a wait stops at once), a Ready one Current."""
+    c = conds(observation)
+    assert (c["Reconciling"].status, c["Stalled"].status) == (reconciling, stalled)
+    assert c["Stalled"].reason == c["Degraded"].reason
 
 
 def test_not_ready_since_tracks_readiness():

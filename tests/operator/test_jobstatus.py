@@ -23,8 +23,8 @@ def test_a_running_job_shows_progress_rate_eta_and_where_its_results_are():
                                 "done": 42}
     assert status["startTime"] == "2026-12-01T10:00:00Z" and "completionTime" not in status
     assert status["queuePosition"] == 22 and status["pagesPerSecond"] == 2.0 and status["etaSeconds"] > 0
-    assert status["results"] == {"job": "loans.march", "path": "/v1/ocrjobs/march/results",
-                                 "url": "http://pool-api.loans.svc:80/v1/ocrjobs/march/results"}
+    assert status["results"] == {"job": "loans.march", "path": "/v1/namespaces/loans/ocrjobs/march/results",
+                                 "url": "http://pool-api.loans.svc:80/v1/namespaces/loans/ocrjobs/march/results"}
     assert status["observedGeneration"] == 2
 
 
@@ -36,3 +36,10 @@ def test_a_finished_job_keeps_its_start_and_records_its_end():
     assert (status["startTime"], status["completionTime"]) == ("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")
     assert "pagesPerSecond" not in status and "url" not in status["results"]
     assert status["etaSeconds"] is None and status["queuePosition"] is None, "a finished job has no ETA left"
+    complete = next(c for c in status["conditions"] if c["type"] == "Complete")
+    assert complete["status"] == "True" and complete["lastTransitionTime"] == "2026-12-01T10:00:00Z"
+    assert {c["observedGeneration"] for c in status["conditions"]} == {2}, "each condition says which spec it saw"
+    unchanged = next(c for c in job_status(JOB, None, Verdict(Phase.SUCCEEDED, Reason.ALL_DONE, "done"),
+                                           JobCounts(total=1, enqueued=1, succeeded=1), status, NOW.replace(hour=11))
+                     ["conditions"] if c["type"] == "Complete")
+    assert unchanged["lastTransitionTime"] == "2026-12-01T10:00:00Z", "the time moves only when the status flips"

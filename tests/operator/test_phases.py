@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from ocrfleet_operator.phases import Phase, Reason, allowed_failures, eta_seconds, job_conditions, next_phase
+from ocrfleet_operator.phases import (
+    Phase,
+    Reason,
+    Verdict,
+    allowed_failures,
+    eta_seconds,
+    job_conditions,
+    next_phase,
+)
 
 from ocrfleet.progress import JobCounts
 
@@ -74,5 +82,15 @@ def test_allowed_failures_and_eta():
 
 def test_job_conditions():
     v = verdict(Phase.RUNNING, total=2, enqueued=2, succeeded=2)
-    assert [(t, s) for t, s, _r, _m in job_conditions(v)] == [
-        ("Complete", "True"), ("Failed", "False"), ("Suspended", "False")]
+    assert [(c.type, c.status) for c in job_conditions(v)] == [
+        ("Complete", "True"), ("Failed", "False"), ("Suspended", "False"), ("Reconciling", "False"), ("Stalled", "False")]
+
+
+@pytest.mark.parametrize("phase, reconciling, stalled", [
+    (Phase.PENDING, "True", "False"), (Phase.RUNNING, "True", "False"), (Phase.SUCCEEDED, "False", "False"),
+    (Phase.FAILED, "False", "True"), (Phase.SUSPENDED, "False", "False")])
+def test_jobs_carry_the_conditions_kstatus_reads(phase, reconciling, stalled):
+    """kstatus (Flux, kpt) reads Reconciling and Stalled: a running job is InProgress, a failed one
+    Failed, a finished or suspended one Current."""
+    got = {c.type: c.status for c in job_conditions(Verdict(phase, Reason.PROCESSING, ""))}
+    assert (got["Reconciling"], got["Stalled"]) == (reconciling, stalled)
