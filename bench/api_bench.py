@@ -33,15 +33,15 @@ import psutil
 import redis
 from ocrfleet_api import tables  # noqa: F401  (registers the API's tables on Base)
 from ocrfleet_api.tenants import TenantDirectory
+from ocrfleet_dev.localproc import PostgresServer, RedisServer, free_port
 from PIL import Image
 
 from ocrfleet import keys
-from ocrfleet.localproc import PostgresServer, RedisServer, free_port
 from ocrfleet.results import PageResult, TextLine
 from ocrfleet.store import Base, DocumentRow, ResultStore, make_engine
 
 RESULTS = Path(__file__).parent / "results"
-MASTER_KEY = "bench-master-key"
+MASTER_KEY = "bench-signing-master-key-0123456789abcdef"
 
 _LUA = r"""
 -- The body is read from files; with BENCH_UNIQUE set, every request carries a different but valid

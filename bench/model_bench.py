@@ -1,6 +1,6 @@
 """The OCR model against the reference pipeline, on the same pages in the same run.
 
-Pages come from the labelled document generator (:mod:`ocrfleet.docgen`: ID cards, Chinese and
+Pages come from the labelled document generator (:mod:`ocrfleet_dev.docgen`: ID cards, Chinese and
 English bank statements, generic pages; clean and degraded). Each page is read by
 
 - the reference pipeline (``rapidocr_onnxruntime.RapidOCR``, onnxruntime, same thread count);
@@ -37,9 +37,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import psutil
+from ocrfleet_dev import docgen
+from ocrfleet_dev.accuracy import cer
 from ocrfleet_worker.model import order
-
-from ocrfleet import docgen
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -68,23 +68,6 @@ def make_pages(count: int, seed: int) -> list[BenchPage]:
         pages.append(BenchPage(np.asarray(image.convert("RGB")), truth, doc.kind, bool(degradations), rotation,
                                f"{doc.name}[{','.join(degradations) or 'clean'}]"))
     return pages
-
-
-def normalise(text: str) -> str:
-    return "".join(text.translate(str.maketrans("：，（）；", ":,();")).split())
-
-
-def cer(truth: str, read: str) -> float:
-    truth, read = normalise(truth), normalise(read)
-    if not truth:
-        return float(bool(read))
-    previous = list(range(len(read) + 1))
-    for i, t in enumerate(truth, 1):
-        current = [i]
-        for j, r in enumerate(read, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (t != r)))
-        previous = current
-    return previous[-1] / len(truth)
 
 
 class Reference:
@@ -170,9 +153,9 @@ def concurrent_throughput(make_engine, pages: list[BenchPage], clients: int) -> 
 
 
 def triton_phase(batching: bool, pages: list[BenchPage], reference: Reference, threads: int, clients: int) -> dict:
+    from ocrfleet_dev.triton import TritonServer, TritonServerOptions
     from ocrfleet_worker.engine import TritonEngine
     from ocrfleet_worker.triton_repository import TritonModelSettings
-    from ocrfleet_worker.triton_server import TritonServer, TritonServerOptions
 
     settings = TritonModelSettings(dynamic_batching=batching, torch_threads=threads)
     with TritonServer(TritonServerOptions(settings=settings)) as server:

@@ -37,12 +37,12 @@ import numpy as np
 import psutil
 import redis as redis_lib
 from kubernetes import client, config, watch
+from ocrfleet_dev.localproc import RedisServer
 from ocrfleet_operator.settings import OperatorSettings
 
 from e2e.cluster import temporary_cluster
 from e2e.operator_support import OperatorProcess
 from ocrfleet import keys
-from ocrfleet.localproc import RedisServer
 from ocrfleet.progress import JobProgress
 from ocrfleet.queue import WorkQueue
 

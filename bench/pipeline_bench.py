@@ -1,12 +1,12 @@
 """The data plane end to end: enqueue → stored result, beside the reference pipeline, in one run.
 
-One labelled document set (:mod:`ocrfleet.docgen`: Chinese ID cards, Chinese and English bank
+One labelled document set (:mod:`ocrfleet_dev.docgen`: Chinese ID cards, Chinese and English bank
 statements, generic pages; clean and degraded, as PNG, JPEG and PDF files) goes through the
 whole worker path for every configuration:
 
-- real Redis (:class:`ocrfleet.localproc.RedisServer`, AOF on), the real results store
-  (PostgreSQL via :class:`ocrfleet.localproc.PostgresServer`, or SQLite), a real Triton server
-  (:class:`ocrfleet_worker.triton_server.TritonServer`, rendered with the configuration's batch
+- real Redis (:class:`ocrfleet_dev.localproc.RedisServer`, AOF on), the real results store
+  (PostgreSQL via :class:`ocrfleet_dev.localproc.PostgresServer`, or SQLite), a real Triton server
+  (:class:`ocrfleet_dev.triton.TritonServer`, rendered with the configuration's batch
   settings and torch threads) and real worker processes (``python -m ocrfleet_worker``);
 - configurations: 1 and 2 workers x Triton dynamic batching on and off;
 - the reference pipeline (``rapidocr_onnxruntime.RapidOCR``, 2 threads, in a process of its
@@ -56,8 +56,8 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-
-from ocrfleet import docgen
+from ocrfleet_dev import docgen
+from ocrfleet_dev.accuracy import edit_distance, normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,28 +98,6 @@ def make_set(directory: Path, count: int, seed: int) -> list[Sample]:
 
 
 # -- scoring -----------------------------------------------------------------------------------
-
-_PUNCTUATION = str.maketrans("：，（）；", ":,();")
-
-
-def normalise(text: str) -> str:
-    """Full-width punctuation folded to ASCII, whitespace removed."""
-    return "".join(text.translate(_PUNCTUATION).split())
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions), two rows of memory."""
-    if len(a) < len(b):
-        a, b = b, a
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        diagonal, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            above = row[j]
-            row[j] = min(above + 1, row[j - 1] + 1, diagonal + (ca != cb))
-            diagonal = above
-    return row[-1]
-
 
 def truth_text(page: dict) -> str:
     """A truth page's lines joined in reading order (the order the worker stores lines in)."""
@@ -393,8 +371,8 @@ def run_config(config: Config, samples: list[Sample], services: Services, redis_
     The set goes in blocks of ``block`` documents, each read first by the reference and then by
     the data plane, so both see the same background load; pages/s sums the blocks' times.
     """
+    from ocrfleet_dev.triton import TritonServer, TritonServerOptions
     from ocrfleet_worker.triton_repository import TritonModelSettings
-    from ocrfleet_worker.triton_server import TritonServer, TritonServerOptions
     from sqlalchemy import select
 
     from ocrfleet.progress import JobProgress
@@ -660,9 +638,9 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import redis
+    from ocrfleet_dev.localproc import PostgresServer, RedisServer
 
     from ocrfleet.blobs import LocalBlobStore
-    from ocrfleet.localproc import PostgresServer, RedisServer
     from ocrfleet.store import ResultStore, make_engine
 
     cores = len(os.sched_getaffinity(0))

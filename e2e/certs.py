@@ -99,3 +99,11 @@ def make_serving_cert(directory: Path, cn: str = "localhost") -> tuple[Path, Pat
     ca = _ca(directory, "serving-ca", f"{cn}-ca")
     _leaf(directory, "tls", ca, cn=cn, server=True, ips=("127.0.0.1",), dns=("localhost", cn))
     return directory / "serving-ca.crt", directory / "tls.crt", directory / "tls.key"
+
+
+def make_client_cert(directory: Path, stem: str, cn: str) -> tuple[Path, Path, Path]:
+    """A CA of its own and a client cert ``cn`` it signed: returns (ca.crt, client.crt, client.key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = _ca(directory, f"{stem}-ca", f"{stem}-ca")
+    _leaf(directory, stem, ca, cn=cn, client=True)
+    return directory / f"{stem}-ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key"

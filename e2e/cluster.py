@@ -39,9 +39,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ocrfleet_dev.localproc import LocalProcess, ServiceError, free_port, process_alive
+
 from e2e.certs import make_pki
 from e2e.node import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, SERVICE_RANGE, RealNode
-from ocrfleet.localproc import LocalProcess, ServiceError, free_port, process_alive
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("OCRFLEET_CACHE", Path.home() / ".cache" / "ocrfleet"))
@@ -55,6 +56,8 @@ CONTROLLERS = ",".join([
     # PersistentVolumes (a hostPath volume of the real node shared by pods) and their deletion guards
     "persistentvolume-binder-controller", "persistentvolumeclaim-protection-controller",
     "persistentvolume-protection-controller",
+    # the built-in user roles (admin, edit, view) gather the rules charts label for them
+    "clusterrole-aggregation-controller",
 ])
 
 # Fake nodes: what a small GPU pool looks like to the scheduler.

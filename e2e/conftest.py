@@ -45,6 +45,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("owns_real_node") is None)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that ran beside the operator process carries the operator's last log lines."""
+    rep = yield
+    op = item.funcargs.get("operator") if hasattr(item, "funcargs") else None
+    if rep.failed and op is not None and hasattr(op, "log"):
+        rep.sections.append(("the operator's log (last 6,000 characters)", op.log()[-6000:]))
+    return rep
+
+
 @pytest.fixture(scope="session")
 def kind_cluster(request):
     if docker_answers():

@@ -114,9 +114,11 @@ class Pool:
         return keys
 
     def api_key(self, tenant: str) -> str:
-        """A key of ``tenant``, issued by the API image's admin command inside an API pod."""
+        """A key of ``tenant`` (granted this namespace's OcrJob results), issued by the API image's
+        admin command inside an API pod."""
         exec_ = ("exec", "-n", self.namespace, f"deploy/{self.name}-api", "--", "python", "-m", "ocrfleet_api.admin")
-        self.cluster.kubectl(*exec_, "create-tenant", tenant, check=False)  # exists already: fine
+        self.cluster.kubectl(*exec_, "create-tenant", tenant, "--ocrjob-namespaces", self.namespace,
+                             check=False)  # exists already: fine
         return json.loads(self.cluster.kubectl(*exec_, "issue-key", tenant, timeout=120))["api_key"]
 
     # -- jobs --------------------------------------------------------------------------------
@@ -140,7 +142,8 @@ class Pool:
 
     def job_results(self, name: str, api_key: str, *, page_size: int = 100) -> list[dict]:
         """Every document of the job through the API route its status names, page by page."""
-        path = self.job_status(name).get("results", {}).get("path", f"/v1/ocrjobs/{name}/results")
+        path = self.job_status(name).get("results", {}).get(
+            "path", f"/v1/namespaces/{self.namespace}/ocrjobs/{name}/results")
         documents, after = [], ""
         with httpx.Client(base_url=self.service_url("api"), timeout=30,
                           headers={"Authorization": f"Bearer {api_key}"}) as client:
@@ -155,7 +158,7 @@ class Pool:
 
 def generated_documents(directory: Path, count: int, seed: int) -> list[tuple[Path, dict]]:
     """Generated ID cards, statements, generic pages and PDFs, each with its truth (kept apart)."""
-    from ocrfleet import docgen
+    from ocrfleet_dev import docgen
 
     out = []
     for truth_path in docgen.generate(directory, count, seed=seed):

@@ -65,9 +65,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from ocrfleet_dev.localproc import LocalProcess, ServiceError, find_binary, free_port, process_alive
 
 from e2e.certs import _leaf
-from ocrfleet.localproc import LocalProcess, ServiceError, find_binary, free_port, process_alive
 
 NODE_NAME = "real-0"
 NODE_LABELS = {"ocrfleet.io/node": "real"}
@@ -101,8 +101,10 @@ RUNC = "/usr/sbin/runc"
 SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
            "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
            "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet")
-# host paths outside our directories that the components create if they are missing
-HOST_PATHS = ("/var/log/containers", "/var/lib/cni", "/run/containerd", "/var/run/netns", "/run/netns")
+# host paths outside our directories that the components create if they are missing (the kubelet's
+# device-plugin manager uses /var/lib/kubelet/device-plugins whatever its --root-dir)
+HOST_PATHS = ("/var/log/containers", "/var/lib/cni", "/run/containerd", "/var/run/netns", "/run/netns",
+              "/var/lib/kubelet/device-plugins", "/var/lib/kubelet")
 
 
 # -- configuration files (pure) -------------------------------------------------------------------
@@ -836,7 +838,9 @@ def _remove_created(path: Path) -> None:
         return
     with contextlib.suppress(OSError):
         for sub in sorted(path.rglob("*"), key=lambda p: -len(p.parts)):
-            if sub.is_dir() and not sub.is_symlink():
+            if sub.is_socket():  # a stopped component's socket (the kubelet's device-plugin socket)
+                sub.unlink()
+            elif sub.is_dir() and not sub.is_symlink():
                 sub.rmdir()  # only empty directories: a file left inside stops the removal (and the test sees it)
         path.rmdir()
 

@@ -7,6 +7,8 @@ tests can kill and restart it. Import the fixtures into a test module to use the
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -16,13 +18,15 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from ocrfleet_dev.localproc import RedisServer, free_port
 
+from e2e.certs import make_serving_cert
 from e2e.operator_helpers import poll
-from ocrfleet.localproc import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 SYSTEM_NAMESPACE = "ocrfleet-system"
+METRICS_SERVICE = "ocrfleet-metrics-local"
 
 
 class OperatorProcess:
@@ -33,6 +37,8 @@ class OperatorProcess:
         self.workdir = workdir
         self.log_path = workdir / "operator.log"
         self.metrics_port = free_port()
+        # the aggregator reaches it as the Service below and verifies it with this CA
+        self.metrics_ca, cert, key = make_serving_cert(workdir / "metrics-tls", f"{METRICS_SERVICE}.{SYSTEM_NAMESPACE}.svc")
         self.env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig_path),
@@ -40,12 +46,20 @@ class OperatorProcess:
             "OCRFLEET_BLOB_ROOT": str(workdir / "blobs"),
             "OCRFLEET_METRICS_HOST": "127.0.0.1",
             "OCRFLEET_METRICS_PORT": str(self.metrics_port),
+            "OCRFLEET_METRICS_TLS_CERT": str(cert),
+            "OCRFLEET_METRICS_TLS_KEY": str(key),
             "OCRFLEET_LIVENESS_PORT": "0",
+            "OCRFLEET_PROMETHEUS_PORT": "0",  # several operators may run here at once
             "OCRFLEET_RECONCILE_INTERVAL": "2",
             "OCRFLEET_JOB_PROGRESS_INTERVAL": "1",
             "OCRFLEET_STATUS_MIN_INTERVAL": "2",
             "OCRFLEET_WATCH_SERVER_TIMEOUT": "60",
             "OCRFLEET_WATCH_CLIENT_TIMEOUT": "70",
+            # the chart's default pod policy
+            "OCRFLEET_ALLOWED_IMAGE_PREFIXES": json.dumps(["ghcr.io/ocrfleet/", "docker.io/library/redis:",
+                                                           "docker.io/library/postgres:",
+                                                           "docker.io/chrislusf/seaweedfs:"]),
+            "OCRFLEET_ALLOWED_TOLERATION_KEYS": json.dumps(["nvidia.com/gpu"]),
         }
         self.proc: subprocess.Popen | None = None
 
@@ -80,11 +94,11 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def apiservice_manifest(port: int) -> str:
+def apiservice_manifest(port: int, ca: Path) -> str:
     return f"""
 apiVersion: v1
 kind: Service
-metadata: {{name: ocrfleet-metrics-local, namespace: {SYSTEM_NAMESPACE}}}
+metadata: {{name: {METRICS_SERVICE}, namespace: {SYSTEM_NAMESPACE}}}
 spec: {{type: ExternalName, externalName: localhost}}
 ---
 apiVersion: apiregistration.k8s.io/v1
@@ -95,8 +109,8 @@ spec:
   version: v1beta1
   groupPriorityMinimum: 100
   versionPriority: 100
-  insecureSkipTLSVerify: true
-  service: {{name: ocrfleet-metrics-local, namespace: {SYSTEM_NAMESPACE}, port: {port}}}
+  caBundle: {base64.b64encode(ca.read_bytes()).decode()}
+  service: {{name: {METRICS_SERVICE}, namespace: {SYSTEM_NAMESPACE}, port: {port}}}
 """
 
 
@@ -123,7 +137,7 @@ def operator(crds, operator_redis):
         op.start()
         cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE, check=False)
         try:
-            cluster.kubectl("apply", "-f", "-", input=apiservice_manifest(op.metrics_port))
+            cluster.kubectl("apply", "-f", "-", input=apiservice_manifest(op.metrics_port, op.metrics_ca))
             poll(lambda: "True" in cluster.kubectl(
                 "get", "apiservice", APISERVICE, "-o",
                 "jsonpath={.status.conditions[?(@.type=='Available')].status}", check=False),

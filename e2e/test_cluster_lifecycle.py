@@ -6,9 +6,9 @@ import json
 import os
 
 import pytest
+from ocrfleet_dev.localproc import ServiceError, process_alive
 
 from e2e.cluster import temporary_cluster
-from ocrfleet.localproc import ServiceError, process_alive
 
 
 def test_a_second_cluster_starts_and_leaves_nothing_behind(kind_cluster):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.kstatus import kstatus
 from e2e.operator_helpers import get_json, poll, with_redis
 
 # The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
@@ -81,6 +82,7 @@ def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns, 
     assert ready["status"]["workers"] == {"desired": 1, "ready": 1}
     assert ready["status"]["observedGeneration"] == ready["metadata"]["generation"]
     assert ready["status"]["api"]["endpoint"] == f"http://pool-api.{ns}.svc:80"
+    assert kstatus(kind_cluster, "ocrcluster", ns, "pool")["status"] == "Current", "kstatus: a Ready pool is done"
     worker_pods = get("pods", "-l", "ocrfleet.io/cluster=pool,app.kubernetes.io/component=worker")["items"]
     assert worker_pods[0]["spec"]["nodeName"].startswith(tuple(
         n["metadata"]["name"] for n in get_json(kind_cluster, "nodes", "-l", "nvidia.com/gpu.present=true")["items"]))
@@ -125,6 +127,9 @@ spec:
     assert cond["reason"] == "Unschedulable"
     assert "nvidia.com/gpu" in cond["message"]
     assert condition(degraded, "Ready")["status"] == "False"
+    # Flux and kpt (kstatus) stop waiting on a Degraded pool: Stalled, Failed, with the pod's reason
+    stalled = kstatus(kind_cluster, "ocrcluster", ns, "greedy")
+    assert stalled["status"] == "Failed" and "nvidia.com/gpu" in stalled["message"], stalled
 
 
 def test_every_example_is_accepted(kind_cluster, ns, operator_redis):
@@ -167,6 +172,14 @@ spec: {workers: {maxReplicas: 0, gpu: {count: 99}}, api: {serviceType: Ingress}}
     assert "spec.workers.gpu.count" in err
     assert 'Unsupported value: "Ingress"' in err
 
+    err = rejected(kind_cluster, namespace, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: bad}
+spec: {redis: {url: "redis://:hunter2@redis.shared.svc:6379/0"}}
+""")
+    assert "redis.url carries a password" in err and "urlSecretRef" in err
+
     job = """
 apiVersion: ocrfleet.io/v1alpha1
 kind: OcrJob
@@ -192,3 +205,51 @@ spec:
     apply(kind_cluster, namespace, job.format(cluster="pool", source="{volume: {path: inbox}}"))
     err = rejected(kind_cluster, namespace, job.format(cluster="other", source="{volume: {path: inbox}}"))
     assert "clusterRef is immutable" in err
+
+
+def test_every_pool_pod_passes_the_restricted_pod_security_level(kind_cluster, ns):
+    """The namespace enforces Pod Security "restricted"; the API server admits every pod of a
+    default pool (its own Redis, PostgreSQL and object store included) and its NetworkPolicies."""
+    kind_cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted",
+                         "pod-security.kubernetes.io/enforce-version=latest", "--overwrite")
+    apply(kind_cluster, ns, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: strict}
+spec: {api: {replicas: 1}, workers: {minReplicas: 1}}
+""")
+    # the level is enforced here: a plain pod is refused
+    with pytest.raises(subprocess.CalledProcessError) as plain:
+        kind_cluster.kubectl("run", "plain", "-n", ns, "--image=ghcr.io/ocrfleet/api:0.1.0", "--dry-run=server")
+    assert "violates PodSecurity" in plain.value.stderr
+    components = {"api", "worker", "redis", "database", "objects"}
+
+    def pods():
+        found = get_json(kind_cluster, "pods", "-n", ns, "-l", "ocrfleet.io/cluster=strict")["items"]
+        return {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in found} >= components and found
+
+    def refusals() -> list[str]:
+        events = get_json(kind_cluster, "events", "-n", ns)["items"]
+        return [e["message"] for e in events if "violates PodSecurity" in e.get("message", "")]
+
+    poll(lambda: pods() or (refusals() and pytest.fail(f"pods refused: {refusals()}")), 90,
+         "every pod of the pool created under the restricted level")
+    assert refusals() == []
+    poll(lambda: {p["metadata"]["name"] for p in get_json(kind_cluster, "networkpolicy", "-n", ns)["items"]}
+         == {f"strict-{c}" for c in components}, 30, "a NetworkPolicy for each component")
+
+
+def test_a_pool_outside_the_operators_image_policy_is_refused_with_a_reason(kind_cluster, ns):
+    apply(kind_cluster, ns, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: miner}
+spec: {api: {replicas: 1}, workers: {image: evil.example.com/miner:1}}
+""")
+    refused = poll(lambda: condition(get_json(kind_cluster, "ocrcluster", "miner", "-n", ns), "Ready")
+                   .get("reason") == "PolicyViolation" and get_json(kind_cluster, "ocrcluster", "miner", "-n", ns),
+                   30, "the pool refused by the operator's image policy")
+    assert "evil.example.com/miner:1" in condition(refused, "Degraded")["message"]
+    stalled = kstatus(kind_cluster, "ocrcluster", ns, "miner")
+    assert stalled["status"] == "Failed" and "evil.example.com/miner:1" in stalled["message"], stalled
+    assert get_json(kind_cluster, "deployments", "-n", ns)["items"] == [], "nothing of it is rendered"

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ocrfleet_dev import docgen
+from ocrfleet_dev.localproc import LocalProcess, free_port
 
 from e2e.operator_helpers import get_json, poll, with_redis
-from ocrfleet import docgen
-from ocrfleet.localproc import LocalProcess, free_port
 
 pytest_plugins = ["e2e.operator_support"]
 pytestmark = pytest.mark.slow
@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 DOCUMENTS = 50
 POOL = "realdata"
 CLUSTER = {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster", "metadata": {"name": POOL},
-           "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}}}
+           # masks nothing, so the test can compare every extracted field with the truth
+           "spec": {"workers": {"gpu": {"count": 0}}, "api": {"replicas": 1}, "masking": {"default": []}}}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,12 +41,13 @@ def data_plane_env(operator, ns: str, database_url: str) -> dict[str, str]:
     """What the pods of the pool would read: the operator's Redis and blob store, one database."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("OCRFLEET_")},
             "OCRFLEET_CLUSTER": POOL, "OCRFLEET_CLUSTER_NAMESPACE": ns, "OCRFLEET_REDIS_URL": operator.env["OCRFLEET_REDIS_URL"],
-            "OCRFLEET_BLOB_ROOT": operator.env["OCRFLEET_BLOB_ROOT"], "OCRFLEET_DATABASE_URL": database_url}
+            "OCRFLEET_BLOB_ROOT": operator.env["OCRFLEET_BLOB_ROOT"], "OCRFLEET_DATABASE_URL": database_url,
+            "OCRFLEET_SIGNING_MASTER_KEY": "data-plane-signing-master-key-0123456789abcdef"}
 
 
 @pytest.fixture
 def triton(tmp_path):
-    from ocrfleet_worker.triton_server import TritonServer
+    from ocrfleet_dev.triton import TritonServer
 
     with TritonServer(workdir=tmp_path / "triton") as server:
         yield server
@@ -56,7 +58,7 @@ def api_key(operator, ns, tmp_path):
     """The job's tenant (its namespace) and an API key for it, made with the API's admin command."""
     env = data_plane_env(operator, ns, f"sqlite:///{tmp_path / 'ocrfleet.db'}")
     admin = [sys.executable, "-m", "ocrfleet_api.admin"]
-    subprocess.run([*admin, "create-tenant", ns], env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run([*admin, "create-tenant", ns, "--mask-fields", "none", "--ocrjob-namespaces", ns], env=env, check=True, capture_output=True, timeout=60)
     issued = subprocess.run([*admin, "issue-key", ns], env=env, check=True, capture_output=True, text=True,
                             timeout=60)
     return json.loads(issued.stdout)["api_key"]
@@ -71,7 +73,7 @@ def data_plane(operator, ns, triton, api_key, tmp_path):
                        env={**env, "OCRFLEET_HOST": "127.0.0.1", "OCRFLEET_PORT": str(port)})
     worker = LocalProcess("worker", [sys.executable, "-m", "ocrfleet_worker"], workdir=tmp_path,
                           env={**env, "OCRFLEET_ENGINE": "triton", "OCRFLEET_TRITON_URL": triton.grpc_url,
-                               "OCRFLEET_CONSUMER_NAME": "e2e-worker", "PYTHONPATH": str(ROOT),
+                               "OCRFLEET_CONSUMER_NAME": "e2e-worker", "PYTHONPATH": str(ROOT), "OCRFLEET_METRICS_PORT": "0",
                                # the pool's documents volume, where the worker lists and reads the job
                                "OCRFLEET_SOURCE_VOLUME_ROOT": str(tmp_path / "volume")})
     base = f"http://127.0.0.1:{port}"
@@ -129,7 +131,7 @@ def test_an_ocrjob_over_generated_id_cards_runs_through_the_real_data_plane(
     assert phase_events(kind_cluster, ns, "cards") == ["Pending", "Running", "Succeeded"]
 
     # every result, over HTTP, as the job's tenant, from the route the job's status names
-    assert final["results"]["path"] == "/v1/ocrjobs/cards/results"
+    assert final["results"]["path"] == f"/v1/namespaces/{ns}/ocrjobs/cards/results"
     headers = {"Authorization": f"Bearer {api_key}"}
     exact = {"name": 0, "id_number": 0, "birth_date": 0}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
@@ -142,7 +144,7 @@ def test_an_ocrjob_over_generated_id_cards_runs_through_the_real_data_plane(
                 break
         assert sorted(d["filename"] for d in documents) == sorted(truths)
         for result in documents:
-            assert (result["status"], result["tenant"]) == ("succeeded", ns)
+            assert (result["status"], result["tenant"]) == ("succeeded", f"ocrjob:{ns}")
             assert result["job"] == f"{ns}.cards"
             truth = truths[result["filename"]]
             page = result["pages"][0]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from ocrfleet_dev.localproc import RedisServer, free_port
 
 from e2e.operator_helpers import get_json, poll, with_redis
-from ocrfleet.localproc import RedisServer, free_port
 from tests.images.conftest import Container
 
 pytest_plugins = ["e2e.operator_support"]
@@ -43,7 +43,7 @@ def test_operator_image_connects_and_reconciles(operator_image, crds, tmp_path):
     kubeconfig.write_text(cluster.kubectl("config", "view", "--raw", "--flatten", "--minify"))
     kubeconfig.chmod(0o644)
     env = {"KUBECONFIG": "/etc/ocrfleet/kubeconfig", "OCRFLEET_NAMESPACE": namespace,
-           "OCRFLEET_LIVENESS_PORT": str(free_port()), "OCRFLEET_METRICS_PORT": "0",
+           "OCRFLEET_LIVENESS_PORT": str(free_port()), "OCRFLEET_METRICS_PORT": "0", "OCRFLEET_PROMETHEUS_PORT": "0",
            "OCRFLEET_RECONCILE_INTERVAL": "2", "OCRFLEET_BLOB_ROOT": "/tmp/blobs"}  # as the chart sets it
     with RedisServer() as redis_server:
         env["OCRFLEET_REDIS_URL"] = redis_server.url

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+from e2e.kstatus import kstatus
 from e2e.operator_helpers import get_json, poll, with_redis
 from ocrfleet import keys
 from ocrfleet.progress import JobProgress
@@ -61,6 +62,9 @@ def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis,
     s = poll(lambda: (s := status(kind_cluster, ns, "fifty")).get("phase") == "Running" and s, 30, "Running")
     to_running = time.monotonic() - t0
     assert s["counts"]["total"] == 50 and s["startTime"]
+    # Flux and kpt (kstatus) wait on a running job: Reconciling, with the job's own progress line
+    running = kstatus(kind_cluster, "ocrjob", ns, "fifty")
+    assert running["status"] == "InProgress" and "documents done" in running["message"], running
 
     seen: list[str] = []
     assert work(redis, keys.pool(ns, "batch"), limit=20, seen=seen) == 20
@@ -73,6 +77,7 @@ def test_job_runs_to_success_across_an_operator_restart(kind_cluster, ns, redis,
                  "Succeeded after the restart")
     assert final["counts"] == {"total": 50, "enqueued": 50, "succeeded": 50, "failed": 0, "inFlight": 0, "done": 50}
     assert final["completionTime"]
+    assert kstatus(kind_cluster, "ocrjob", ns, "fifty")["status"] == "Current", "kstatus: a finished job is done"
     assert len(seen) == 50 and len(set(seen)) == 50, "a document was enqueued twice"
     job_key = f"{ns}.fifty"
     assert redis.scard(keys.job_enqueued(keys.pool(ns, "batch"), job_key)) == 50
@@ -95,10 +100,15 @@ def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, oper
     s = poll(lambda: (s := status(kind_cluster, ns, "early")).get("reason") == "ClusterNotFound" and s, 30,
              "a clear condition for the missing cluster")
     assert s["phase"] == "Pending" and "spec.clusterRef" in s["message"]
+    # kstatus waits on a job whose cluster is missing (it may yet be created), and says why
+    waiting = kstatus(kind_cluster, "ocrjob", ns, "early")
+    assert waiting["status"] == "InProgress" and "spec.clusterRef" in waiting["message"], waiting
 
     kind_cluster.kubectl("apply", "-n", ns, "-f", "-",
                          input=with_redis({**CLUSTER, "metadata": {"name": "later"}}, operator_redis.url))
     poll(lambda: status(kind_cluster, ns, "early").get("phase") == "Suspended", 30, "Suspended once admitted")
+    # neither Reconciling nor Stalled: a wait on a suspended job returns instead of timing out
+    assert kstatus(kind_cluster, "ocrjob", ns, "early")["status"] == "Current"
     queue = WorkQueue(redis, keys.pool(ns, "later"))
     assert queue.depth().total == 0, "a suspended job enqueues nothing"
 
@@ -113,3 +123,26 @@ def test_missing_cluster_suspend_resume_and_delete(kind_cluster, ns, redis, oper
 
     kind_cluster.kubectl("delete", "ocrjob", "early", "-n", ns, "--timeout=30s")
     assert queue.depth().total == 0, "deleting the job removes its waiting documents"
+
+
+def test_a_10000_document_job_does_not_hold_up_other_jobs(kind_cluster, ns, redis, operator, operator_redis):
+    """Feeding runs off kopf's handler threads, in bounded batches: a small job applied just
+    after a huge one is admitted and fed at once, and the huge one goes in exactly once."""
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=with_redis(CLUSTER, operator_redis.url))
+    big = [f"https://documents.example.internal/month-end/{i:05d}.png" for i in range(10_000)]
+    # create, not apply: a client-side apply would copy the 10,000 URLs into an annotation
+    kind_cluster.kubectl("create", "-n", ns, "-f", "-", input=job_manifest("month-end", "batch", big), timeout=120)
+    t0 = time.monotonic()
+    kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=job_manifest("urgent", "batch", documents(5)))
+    poll(lambda: status(kind_cluster, ns, "urgent").get("counts", {}).get("enqueued") == 5, 30,
+         "the small job fed while the big one goes in")
+    small_fed = time.monotonic() - t0
+    poll(lambda: status(kind_cluster, ns, "month-end").get("counts", {}).get("enqueued") == 10_000, 120,
+         "the 10,000 documents enqueued")
+    all_fed = time.monotonic() - t0
+    queue = WorkQueue(redis, keys.pool(ns, "batch"))
+    assert queue.depth().total == 10_005, "every document exactly once"
+    print(f"small job fed after {small_fed:.1f} s, 10,000 after {all_fed:.1f} s")
+    assert small_fed < 30
+    # kopf's own bookkeeping of the job fits in its annotations (the URL list is kept out of them)
+    assert "Too long" not in operator.log(), operator.log()[-3000:]

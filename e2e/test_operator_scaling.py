@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+from e2e.kstatus import kstatus
 from e2e.operator_helpers import get_json, poll
 from ocrfleet import keys
 from ocrfleet.queue import Task, WorkQueue
@@ -77,6 +78,7 @@ def test_scale_to_zero_and_back(kind_cluster, ns, redis, operator_redis):
                    60, "Ready with zero workers")
     assert {c["type"]: c for c in at_zero["status"]["conditions"]}["Ready"]["reason"] == "ScaledToZero"
     assert replicas() == 0
+    assert kstatus(kind_cluster, "ocrcluster", ns, name)["status"] == "Current", "kstatus: a pool at zero is done"
 
     queue = WorkQueue(redis, keys.pool(ns, name))
     queue.ensure_groups()

@@ -83,7 +83,7 @@ def test_an_ocrjob_over_the_object_store_succeeds_and_its_results_come_through_t
     assert phases[-1] == "Succeeded" and "Running" in phases, phases
     assert final["counts"] == {"total": DOCUMENTS, "enqueued": DOCUMENTS, "succeeded": DOCUMENTS, "failed": 0,
                                "inFlight": 0, "done": DOCUMENTS}
-    assert final["results"]["path"] == "/v1/ocrjobs/thirty/results"
+    assert final["results"]["path"] == f"/v1/namespaces/{pool.namespace}/ocrjobs/thirty/results"
 
     results = pool.job_results(name, api_key, page_size=7)
     truths = {path.name: truth for path, truth in docs}

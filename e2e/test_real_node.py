@@ -22,11 +22,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ocrfleet_dev.localproc import ServiceError
 
 from e2e import node as real
 from e2e.cluster import build_tools, temporary_cluster
 from e2e.operator_helpers import report
-from ocrfleet.localproc import ServiceError
 
 PROBE_IMAGE = "localhost/ocrfleet/probe:test"
 NODE_PROGRAMS = ("containerd", "containerd-shim", "kubelet", "kube-proxy", "coredns", "pause", "probe")

@@ -21,6 +21,10 @@ cache=${OCRFLEET_CACHE:-$HOME/.cache/ocrfleet}
 bin="$cache/k8s/$K8S_VERSION-etcd$ETCD_VERSION-kwok$KWOK_VERSION-helm$HELM_VERSION-r$RECIPE/bin"
 mkdir -p "$bin"
 log="$bin/../build.log"
+# one build at a time: a second caller (a test's fixture while `make deps` builds) waits for the
+# first and then finds the cache complete, instead of compiling the same binaries beside it
+exec 9>"$bin/../build.lock"
+flock 9
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
