@@ -98,7 +98,9 @@ def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
     Returns the status written (or that would have been, when unchanged).
     """
     with metrics.reconcile("OcrCluster"):
-        return _tick(rt, cluster, now=now or datetime.now(UTC))
+        status = _tick(rt, cluster, now=now or datetime.now(UTC))
+    metrics.pool_conditions(cluster["metadata"]["namespace"], cluster["metadata"]["name"], status.get("conditions"))
+    return status
 
 
 def _tick(rt: Runtime, cluster: Mapping, *, now: datetime) -> dict:

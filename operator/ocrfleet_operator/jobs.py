@@ -110,6 +110,7 @@ def _write(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts
         depth = rt.queue_for(cluster).depth().total
     status = jobstatus.job_status(job, cluster, verdict, counts, previous, now, pages_per_second=rate,
                                   queue_depth=depth)
+    metrics.job_documents(meta["namespace"], meta["name"], verdict.phase is Phase.RUNNING, counts.total, counts.done)
     changed_phase = verdict.phase.value != previous.get("phase")
     rt.status.write("OcrJob", meta["namespace"], meta["name"], meta["uid"], previous, status, urgent=changed_phase)
     if changed_phase and on_phase:
@@ -136,6 +137,7 @@ def cleanup(rt: Runtime, job: Mapping) -> int:
     """The job is being deleted: drop its waiting entries and its counters."""
     meta = job["metadata"]
     metrics.forget_job(meta["uid"])
+    metrics.job_documents(meta["namespace"], meta["name"], running=False)
     cluster = rt.kube.get("OcrCluster", meta["namespace"], job["spec"]["clusterRef"]["name"])
     if cluster is None:
         return 0

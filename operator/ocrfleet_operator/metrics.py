@@ -1,5 +1,5 @@
-"""Prometheus metrics of the operator: reconcile ticks, status writes, queue depth per pool and
-jobs per phase.
+"""Prometheus metrics of the operator: reconcile ticks, status writes, queue depth and conditions
+per pool, jobs per phase and the progress of each running job.
 
 Served as plain HTTP on a port of their own (``OCRFLEET_PROMETHEUS_PORT``, 8081; 0 serves
 none) by :func:`serve`; ``metrics_port`` is the TLS port of the external metrics adapter
@@ -31,6 +31,10 @@ STATUS_SKIPPED = Counter("ocrfleet_operator_status_writes_skipped_total", "Statu
                          "why (unchanged, throttled)", ["kind", "reason"])
 QUEUE_DEPTH = Gauge("ocrfleet_operator_queue_depth", "Documents waiting or in flight in a pool's queue, as the "
                     "operator last read it", ["namespace", "name"])
+POOL_CONDITION = Gauge("ocrfleet_operator_pool_condition", "A pool's status conditions as the operator last wrote "
+                       "them: 1 when True, 0 otherwise", ["namespace", "name", "type"])
+JOB_DOCUMENTS = Gauge("ocrfleet_operator_job_documents", "A running OcrJob's documents: its total and how many "
+                      "are done (succeeded or failed); only while it runs", ["namespace", "name", "state"])
 JOB_PHASES = Gauge("ocrfleet_operator_jobs", "OcrJobs by namespace and phase (their last tick's verdict)",
                    ["namespace", "phase"])
 
@@ -62,9 +66,32 @@ def queue_depth(namespace: str, name: str, depth: int | None) -> None:
         QUEUE_DEPTH.labels(namespace, name).set(depth)
 
 
+POOL_CONDITIONS = ("Ready", "Progressing", "Degraded", "Reconciling", "Stalled")
+
+
+def pool_conditions(namespace: str, name: str, conditions: list[dict] | None) -> None:
+    """Every kstatus-relevant condition type of the pool, 1 for True (a missing one is 0)."""
+    true = {c.get("type") for c in conditions or [] if c.get("status") == "True"}
+    for kind in POOL_CONDITIONS:
+        POOL_CONDITION.labels(namespace, name, kind).set(1 if kind in true else 0)
+
+
 def forget_pool(namespace: str, name: str) -> None:
     with contextlib.suppress(KeyError):
         QUEUE_DEPTH.remove(namespace, name)
+    for kind in POOL_CONDITIONS:
+        with contextlib.suppress(KeyError):
+            POOL_CONDITION.remove(namespace, name, kind)
+
+
+def job_documents(namespace: str, name: str, running: bool, total: int = 0, done: int = 0) -> None:
+    """A running job's progress (what a stall alert watches); a job not running has no series."""
+    for state, count in (("total", total), ("done", done)):
+        if running:
+            JOB_DOCUMENTS.labels(namespace, name, state).set(count)
+        else:
+            with contextlib.suppress(KeyError):
+                JOB_DOCUMENTS.remove(namespace, name, state)
 
 
 class JobPhases:

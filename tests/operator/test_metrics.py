@@ -59,6 +59,19 @@ def test_a_cluster_tick_shows_its_queue_depth_its_tick_and_its_status_write(scra
     assert value(scrape(), "ocrfleet_operator_queue_depth", namespace=NS, name=POOL) == 4
 
 
+def test_a_pools_conditions_are_series_an_alert_can_watch(scrape, rt, api, redis_server):
+    rendered_pool(rt, api, redis_server, {"workers": {"minReplicas": 1}})
+    cluster_tick(rt, api)  # nothing rolled out yet
+    conditions = {t: value(scrape(), "ocrfleet_operator_pool_condition", namespace=NS, name=POOL, type=t)
+                  for t in metrics.POOL_CONDITIONS}
+    assert conditions["Ready"] == 0 and conditions["Progressing"] == 1, conditions
+    api.roll_out(NS)
+    cluster_tick(rt, api)
+    assert value(scrape(), "ocrfleet_operator_pool_condition", namespace=NS, name=POOL, type="Ready") == 1
+    metrics.forget_pool(NS, POOL)  # the pool deleted
+    assert value(scrape(), "ocrfleet_operator_pool_condition", namespace=NS, name=POOL, type="Ready") is None
+
+
 def test_a_failing_tick_counts_as_an_error(scrape, rt, api, redis_server):
     rendered_pool(rt, api, redis_server)
     before = scrape()
@@ -77,6 +90,8 @@ def test_jobs_count_in_the_phase_of_their_last_tick_until_deleted(scrape, rt, ap
     phases = {p: value(scrape(), "ocrfleet_operator_jobs", namespace=NS, phase=p)
               for p in ("Pending", "Running", "Succeeded", "Failed", "Suspended")}
     assert phases == {"Pending": 0, "Running": 1, "Succeeded": 0, "Failed": 0, "Suspended": 0}
+    assert value(scrape(), "ocrfleet_operator_job_documents", namespace=NS, name="march", state="total") == 3
+    assert value(scrape(), "ocrfleet_operator_job_documents", namespace=NS, name="march", state="done") == 0
     before = scrape()
 
     api.put(make_job({"source": {"urls": URLS[:1]}}, name="april"))
@@ -87,6 +102,7 @@ def test_jobs_count_in_the_phase_of_their_last_tick_until_deleted(scrape, rt, ap
     assert value(samples, "ocrfleet_operator_jobs", namespace=NS, phase="Pending") == 1
     assert value(samples, "ocrfleet_operator_jobs", namespace=NS, phase="Running") == 0
     assert value(samples, "ocrfleet_operator_jobs", namespace=NS, phase="Succeeded") == 1
+    assert value(samples, "ocrfleet_operator_job_documents", namespace=NS, name="march", state="done") is None
     assert ((value(samples, "ocrfleet_operator_reconciles_total", kind="OcrJob", outcome="ok") or 0)
             - (value(before, "ocrfleet_operator_reconciles_total", kind="OcrJob", outcome="ok") or 0)) == 2
     assert (value(samples, "ocrfleet_operator_status_writes_total", kind="OcrJob") or 0) \
