@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ocrfleet.errors import ServiceError
+from ocrfleet_operator.stores import SEAWEEDFS_ONE_VOLUME_AT_A_TIME
 
 
 def free_port() -> int:
@@ -233,7 +234,8 @@ class ObjectStoreServer(_Server):
                 "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
                 "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
                 "-master.volumeSizeLimitMB=256", "-volume.max=0"]
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+               **{e["name"]: e["value"] for e in SEAWEEDFS_ONE_VOLUME_AT_A_TIME}}
         self.process = LocalProcess("seaweedfs", argv, workdir=self.workdir, env=env).start(
             self._ready, timeout=timeout)
         return self

@@ -297,6 +297,15 @@ def database(cluster: Mapping) -> list[Manifest]:
                   mounts=[{"name": "credentials", "mountPath": "/credentials", "readOnly": True}])
 
 
+SEAWEEDFS_ONE_VOLUME_AT_A_TIME = [{"name": f"WEED_MASTER_VOLUME_GROWTH_{copies}", "value": "1"}
+                                  for copies in ("COPY_1", "COPY_2", "COPY_3", "COPY_OTHER")]
+"""SeaweedFS grows one volume per bucket at a time instead of seven.
+
+With ``-volume.max=0`` its slot count is the disk's free space over the volume size, and the
+first write to a bucket asks for seven volumes at once: on a disk with fewer free gigabytes
+than that the growth fails and the write is answered 500 (``no free volumes``)."""
+
+
 def objects(cluster: Mapping) -> list[Manifest]:
     """SeaweedFS in one process (master, volume server, filer, S3 gateway); its S3 admin from the Secret."""
     return _store(cluster, "objects", objects_name(cluster["metadata"]["name"]), cluster["spec"]["storage"]["managed"],
@@ -304,7 +313,8 @@ def objects(cluster: Mapping) -> list[Manifest]:
                   ["weed", "server", "-dir=/data", "-ip=127.0.0.1", "-ip.bind=0.0.0.0", "-filer", "-s3",
                    f"-s3.port={S3_PORT}", "-master.volumeSizeLimitMB=1024", "-volume.max=0"],
                   [_credential(cluster, "AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
-                   _credential(cluster, "AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)],
+                   _credential(cluster, "AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+                   *SEAWEEDFS_ONE_VOLUME_AT_A_TIME],
                   run_as=10001,
                   # the gateway answers before the filer behind it does; /healthz waits for both
                   probes={"readinessProbe": {"httpGet": {"path": "/healthz", "port": S3_PORT}, "periodSeconds": 5}})
