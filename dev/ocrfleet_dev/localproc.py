@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ocrfleet.errors import ServiceError
 from ocrfleet_operator.stores import SEAWEEDFS_ONE_VOLUME_AT_A_TIME
+
+from ocrfleet.errors import ServiceError
 
 
 def free_port() -> int:
