@@ -69,3 +69,30 @@ def test_an_unreachable_object_store_is_a_temporary_error_that_names_it(tmp_path
     with pytest.raises(TemporaryError, match="object store unavailable while storing"):
         store.put_bytes(b"%PDF-1.7 x")
     assert _leftovers(tmp_path) == [], "the stage of a failed commit is removed"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.2 GB filesystem: room for four of the object store's 256 MB volumes, fewer than seven."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200m", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_an_object_store_on_a_small_disk_takes_the_first_write_of_every_bucket(small_disk):
+    """The managed store's settings (one volume per bucket at a time): with SeaweedFS's default of
+    seven, the first bucket took every slot and the next ones were answered 500."""
+    from ocrfleet_dev.localproc import ObjectStoreServer
+
+    from e2e.cluster import build_tools
+
+    with ObjectStoreServer(str(build_tools() / "weed"), small_disk) as server:
+        store = S3BlobStore.from_url("s3://first/blobs", endpoint=server.endpoint, access_key=server.access_key,
+                                     secret_key=server.secret_key)
+        for bucket in ("first", "second", "third", "fourth"):
+            store.put_object(bucket, "scans/0001.png", b"\x89PNG" + bytes(1000))
+            assert store.client.get_object(bucket, "scans/0001.png").read()[:4] == b"\x89PNG"
