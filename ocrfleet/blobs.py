@@ -304,7 +304,7 @@ class StagedBlob:
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.max_bytes is not None and self.size > self.max_bytes:
-            raise DocumentTooLarge(f"document is larger than the {self.max_bytes}-byte limit")
+            raise DocumentTooLarge(f"document is over the {self.max_bytes:,}-byte limit")
         self.digest.update(chunk)
         self.file.write(chunk)
 

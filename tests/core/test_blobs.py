@@ -34,7 +34,7 @@ def test_put_is_content_addressed_and_deduplicated(store):
 
 
 def test_oversized_stream_is_refused_and_leaves_nothing(store, tmp_path):
-    with pytest.raises(DocumentTooLarge, match="larger than the 10-byte limit"):
+    with pytest.raises(DocumentTooLarge, match="over the 10-byte limit"):
         store.put_chunks([b"x" * 6, b"x" * 6], max_bytes=10)
     assert _leftovers(tmp_path) == []
     assert not store.exists("sha256:" + hashlib.sha256(b"x" * 12).hexdigest())
