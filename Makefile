@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBS := redis-server postgresql fonts-noto-cjk fonts-dejavu-core \
+DEBS := redis-server postgresql prometheus fonts-noto-cjk fonts-dejavu-core \
         podman runc mmdebstrap containerd containernetworking-plugins nftables conntrack iproute2 util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
@@ -18,11 +18,12 @@ test: deps images ## every test: lint, unit, real Redis/PostgreSQL/Triton, image
 
 deps: system venv k8s-tools
 
-system: ## Debian packages: Redis, PostgreSQL, CJK fonts, podman and mmdebstrap (images), containerd and CNI (the real node)
+system: ## Debian packages: Redis, PostgreSQL, Prometheus (promtool and the e2e scraper; its service stays off), CJK fonts, podman and mmdebstrap (images), containerd and CNI (the real node)
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  if systemctl is-active -q prometheus 2>/dev/null; then $(SUDO) systemctl disable -q --now prometheus; fi; \
 	fi
 
 venv: $(VENV)/.installed
