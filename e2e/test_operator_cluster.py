@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ocrfleet_dev import coretypes
 
 from e2e.kstatus import kstatus
 from e2e.operator_helpers import get_json, poll, with_redis
@@ -16,7 +17,8 @@ from e2e.operator_helpers import get_json, poll, with_redis
 # The operator, its Redis and CRDs: one set of session fixtures for every operator test module.
 pytest_plugins = ["e2e.operator_support"]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 CLUSTER = """
 apiVersion: ocrfleet.io/v1alpha1
@@ -153,6 +155,12 @@ def test_every_example_is_accepted(kind_cluster, ns, operator_redis):
          == "Suspended", 30, "the suspended example job to show Suspended")
 
 
+def test_the_crds_embed_the_core_schemas_the_api_server_serves(kind_cluster, crds):
+    served = json.loads(kind_cluster.kubectl("get", "--raw", "/openapi/v3/api/v1"))
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        assert coretypes.differences(yaml.safe_load(path.read_text()), served) == [], path.name
+
+
 def test_invalid_manifests_are_rejected_with_a_readable_message(kind_cluster, crds, namespace):
     err = rejected(kind_cluster, namespace, """
 apiVersion: ocrfleet.io/v1alpha1
@@ -179,6 +187,34 @@ metadata: {name: bad}
 spec: {redis: {url: "redis://:hunter2@redis.shared.svc:6379/0"}}
 """)
     assert "redis.url carries a password" in err and "urlSecretRef" in err
+
+    # core types are checked by Kubernetes's own schemas: a misspelt field, a wrong type
+    err = rejected(kind_cluster, namespace, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: bad}
+spec:
+  workers:
+    tolerations: [{keyy: nvidia.com/gpu, operator: Exists}]
+    resources: {limits: {memory: lots}}
+  api:
+    affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [
+      {matchExpressions: [{key: zone, operator: In, values: a}]}]}}}
+    topologySpreadConstraints: [{maxSkew: one, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]
+""")
+    assert 'unknown field "spec.workers.tolerations[0].keyy"' in err, err
+    assert "spec.workers.resources.limits.memory" in err
+    assert "spec.api.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]" \
+           ".matchExpressions[0].values" in err
+    assert "spec.api.topologySpreadConstraints[0].maxSkew" in err
+
+    err = rejected(kind_cluster, namespace, """
+apiVersion: ocrfleet.io/v1alpha1
+kind: OcrCluster
+metadata: {name: bad}
+spec: {pods: {labels: {ocrfleet.io/cluster: other}}}
+""")
+    assert "pod labels under ocrfleet.io/ and app.kubernetes.io/ are set by the operator" in err
 
     job = """
 apiVersion: ocrfleet.io/v1alpha1

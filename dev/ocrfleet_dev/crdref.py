@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from ocrfleet_dev.coretypes import EMBEDDED
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 OUTPUT = "docs/api-reference.md"
@@ -30,6 +32,8 @@ COMMAND = f"python -m ocrfleet_dev.crdref > {OUTPUT}"
 #: Root properties whose schema the API server allows no description for: the root ``metadata``
 #: may carry nothing but its type (kubectl explain shows ObjectMeta's own documentation).
 UNDESCRIBABLE = frozenset({"metadata"})
+K8S_REFERENCE = "https://kubernetes.io/docs/reference/generated/kubernetes-api/v1.37/"
+"""Where the Kubernetes core types the CRDs embed (``coretypes.EMBEDDED``) are documented."""
 METADATA_TEXT = "Standard object metadata (ObjectMeta): name, namespace, labels, annotations, ..."
 
 
@@ -53,7 +57,8 @@ def fields(schema: Mapping, prefix: str = "") -> Iterator[Field]:
     for name, sub in (schema.get("properties") or {}).items():
         path = f"{prefix}.{name}" if prefix else name
         yield Field(path, sub, name in required)
-        yield from _nested(sub, path)
+        if path not in EMBEDDED:  # a Kubernetes core type: its own reference documents it
+            yield from _nested(sub, path)
 
 
 def _nested(schema: Mapping, path: str) -> Iterator[Field]:
@@ -150,7 +155,7 @@ def _objects(schema: Mapping) -> Iterator[tuple[str, Mapping]]:
     """The schema's objects that have properties, each with its path ("" for the root)."""
     yield "", schema
     for f in fields(schema):
-        target = _properties_holder(f.schema)
+        target = None if f.path in EMBEDDED else _properties_holder(f.schema)
         if target is not None:
             yield _holder_path(f), target
 
@@ -193,6 +198,10 @@ def _render_object(kind: str, version: str, path: str, obj: Mapping) -> list[str
 
 def _type(kind: str, version: str, f: Field) -> str:
     schema = f.schema
+    if f.path in EMBEDDED:
+        core = EMBEDDED[f.path]
+        link = f"[corev1.{core}]({K8S_REFERENCE}#{core.lower()}-v1-core)"
+        return f"[]{link}" if schema.get("type") == "array" else link
     holder = _properties_holder(schema)
     name = _scalar_type(schema)
     if schema.get("type") == "array":

@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ocrfleet_operator import policies, stores
+from ocrfleet_operator import pods, policies, stores
 from ocrfleet_operator.meta import (  # noqa: F401 - re-exported: the names every child carries
     API_METRICS_PORT,
     CLUSTER_LABEL,
@@ -208,23 +208,13 @@ def api_deployment(cluster: Mapping) -> Manifest:
             "replicas": api["replicas"],
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector_labels(name, "api")},
-            "template": {
-                "metadata": {"labels": labels(name, "api"),
-                             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(API_METRICS_PORT)}},
-                "spec": _placement(api, {"securityContext": POD_SECURITY, "automountServiceAccountToken": False,
-                                         "containers": [container], "volumes": volumes}),
-            },
+            "template": pods.template(
+                cluster, labels(name, "api"),
+                {"securityContext": POD_SECURITY, "automountServiceAccountToken": False,
+                 "containers": [container], "volumes": volumes}, api,
+                annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(API_METRICS_PORT)}),
         },
     }
-
-
-def _placement(spec: Mapping, pod_spec: dict[str, Any]) -> dict[str, Any]:
-    """``pod_spec`` with the component's nodeSelector and tolerations, where it names any."""
-    if spec.get("nodeSelector"):
-        pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
-    if spec["tolerations"]:
-        pod_spec["tolerations"] = [dict(t) for t in spec["tolerations"]]
-    return pod_spec
 
 
 def api_service(cluster: Mapping) -> Manifest:
@@ -347,20 +337,15 @@ def worker_deployment(cluster: Mapping, *, replicas: int | None = None) -> Manif
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
         ],
     }
-    if workers.get("nodeSelector"):
-        pod_spec["nodeSelector"] = dict(workers["nodeSelector"])
-    tolerations = worker_tolerations(workers)
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
     deployment_spec: dict[str, Any] = {
         "revisionHistoryLimit": 3,
         "selector": {"matchLabels": selector_labels(name, "worker")},
         # GPUs are scarce: replace pods one at a time instead of asking for a spare GPU.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-        "template": {"metadata": {"labels": labels(name, "worker"),
-                                  "annotations": {"prometheus.io/scrape": "true",
-                                                  "prometheus.io/port": str(WORKER_METRICS_PORT)}},
-                     "spec": pod_spec},
+        "template": pods.template(cluster, labels(name, "worker"), pod_spec, workers,
+                                  tolerations=worker_tolerations(workers),
+                                  annotations={"prometheus.io/scrape": "true",
+                                               "prometheus.io/port": str(WORKER_METRICS_PORT)}),
     }
     if replicas is not None:
         deployment_spec = {"replicas": replicas, **deployment_spec}

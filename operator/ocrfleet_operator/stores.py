@@ -26,6 +26,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ocrfleet_operator import pods
 from ocrfleet_operator.meta import labels, metadata, selector_labels
 
 Manifest = dict[str, Any]
@@ -211,8 +212,6 @@ def _statefulset(cluster: Mapping, name: str, component: str, container: dict, s
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, *(extra_volumes or [])],
     }
-    if storage.get("nodeSelector"):
-        pod_spec["nodeSelector"] = dict(storage["nodeSelector"])
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -223,7 +222,7 @@ def _statefulset(cluster: Mapping, name: str, component: str, container: dict, s
             "selector": {"matchLabels": selector_labels(cname, component)},
             # the claim stays when the pool goes: deleting a pool must not delete its data by surprise
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            "template": {"metadata": {"labels": labels(cname, component)}, "spec": pod_spec},
+            "template": pods.template(cluster, labels(cname, component), pod_spec, storage),
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim}],
         },
     }

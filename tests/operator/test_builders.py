@@ -220,6 +220,48 @@ def test_api_pods_follow_the_api_placement(cluster):
     assert "nodeSelector" not in anywhere and "tolerations" not in anywhere
 
 
+SPREAD = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+          "labelSelector": {"matchLabels": {"ocrfleet.io/cluster": "pool", "app.kubernetes.io/component": "worker"}}}
+ANTI = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+    "topologyKey": "kubernetes.io/hostname",
+    "labelSelector": {"matchLabels": {"ocrfleet.io/cluster": "pool", "app.kubernetes.io/component": "api"}}}}]}}
+
+
+def test_platform_pod_knobs_reach_every_pod_of_the_pool():
+    c = make_cluster({
+        "pods": {"labels": {"cost-center": "loans", "team": "ocr"}, "annotations": {"sidecar.istio.io/inject": "false"},
+                 "imagePullSecrets": [{"name": "mirror"}], "serviceAccountName": "ocr-identity"},
+        "api": {"affinity": ANTI, "priorityClassName": "ocr-api"},
+        "workers": {"topologySpreadConstraints": [SPREAD], "priorityClassName": "ocr-batch",
+                    "gpu": {"count": 1}, "tolerations": [{"key": "dedicated", "operator": "Exists"}]},
+    })
+    templates = {t["metadata"]["labels"]["app.kubernetes.io/component"]: t["spec"]["template"]
+                 for t in builders.cluster_children(c) if "template" in t.get("spec", {})}
+    assert set(templates) == {"api", "worker", "redis", "database", "objects"}
+    for component, template in templates.items():
+        meta, pod = template["metadata"], template["spec"]
+        assert meta["labels"]["cost-center"] == "loans" and meta["labels"]["team"] == "ocr", component
+        assert meta["labels"]["app.kubernetes.io/component"] == component  # the operator's labels stay
+        assert meta["annotations"]["sidecar.istio.io/inject"] == "false", component
+        assert pod["imagePullSecrets"] == [{"name": "mirror"}] and pod["serviceAccountName"] == "ocr-identity"
+        assert pod["automountServiceAccountToken"] is False, component
+    api, worker = templates["api"]["spec"], templates["worker"]["spec"]
+    assert api["affinity"] == ANTI and api["priorityClassName"] == "ocr-api" and "topologySpreadConstraints" not in api
+    assert worker["topologySpreadConstraints"] == [SPREAD] and worker["priorityClassName"] == "ocr-batch"
+    assert "affinity" not in worker
+    assert {"key": "dedicated", "operator": "Exists"} in worker["tolerations"]  # with the GPU taint's
+    assert any(t.get("key") == "nvidia.com/gpu" for t in worker["tolerations"])
+    assert templates["api"]["metadata"]["annotations"]["prometheus.io/port"] == str(builders.API_METRICS_PORT)
+
+
+def test_a_pool_without_pod_knobs_renders_none_of_them(cluster):
+    for child in builders.cluster_children(cluster):
+        pod = child.get("spec", {}).get("template", {}).get("spec")
+        if pod is not None:
+            assert not {"imagePullSecrets", "serviceAccountName", "affinity", "topologySpreadConstraints",
+                        "priorityClassName"} & set(pod), child["metadata"]["name"]
+
+
 def test_every_container_runs_unprivileged_on_a_read_only_root_with_a_writable_tmp(cluster):
     for deployment in (builders.api_deployment(cluster), builders.worker_deployment(cluster)):
         pod = deployment["spec"]["template"]["spec"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ocrfleet_dev import crdref
+from ocrfleet_dev import coretypes, crdref
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = sorted((ROOT / "crds").glob("*.yaml"))
@@ -119,3 +119,28 @@ def test_a_synthetic_crd_renders_a_table_per_object(tmp_path):
     assert "| `spec.a` | integer |  |  | required |" in text
     assert "| `spec.list` | [\\[\\]object](#thing-v1-spec-list-items) |" in text
     assert "| `spec.map.*.z` | number |" in text
+
+
+def test_embedded_core_types_are_kubernetes_own_schemas():
+    """resources, tolerations, affinity and topologySpreadConstraints are validated by the schemas
+    of the Kubernetes version the project pins (its OpenAPI document), not left free-form."""
+    openapi = coretypes.module_openapi()
+    clusters = _load(ROOT / "crds" / "ocrfleet.io_ocrclusters.yaml")
+    assert sorted(coretypes.embedded_nodes(clusters)) == sorted(coretypes.EMBEDDED)
+    for path in CRDS:
+        assert coretypes.rewrite(path.read_text(), openapi) == path.read_text(), (
+            f"{path.name}: embedded core schemas out of date: run .venv/bin/python -m ocrfleet_dev.coretypes")
+        assert coretypes.differences(_load(path), openapi) == []
+        assert "x-kubernetes-preserve-unknown-fields" not in path.read_text()
+    toleration = coretypes.embedded_nodes(clusters)["spec.workers.tolerations"]
+    assert set(toleration["properties"]) == {"key", "operator", "value", "effect", "tolerationSeconds"}
+    quantity = coretypes.embedded_nodes(clusters)["spec.workers.resources"]["properties"]["limits"]
+    assert quantity["additionalProperties"]["x-kubernetes-int-or-string"] is True
+
+
+def test_an_embedded_schema_edited_by_hand_is_found():
+    openapi = coretypes.module_openapi()
+    clusters = _load(ROOT / "crds" / "ocrfleet.io_ocrclusters.yaml")
+    del coretypes.embedded_nodes(clusters)["spec.api.affinity"]["properties"]["podAntiAffinity"]
+    coretypes.embedded_nodes(clusters)["spec.api.tolerations"]["properties"]["key"]["type"] = "integer"
+    assert coretypes.differences(clusters, openapi) == ["spec.api.tolerations", "spec.api.affinity"]
