@@ -8,20 +8,27 @@
 - the managed Redis killed mid-job (SIGKILL of its container): it restarts from its
   append-only file and the job still ends 30/30, each document stored once;
 - the operator pod's memory stays flat while it feeds a 200-document job (it enqueues
-  references; it never reads a document).
+  references; it never reads a document);
+- a real Prometheus, configured from the chart's ServiceMonitor and PodMonitor, scrapes the
+  operator, both API pods, the worker and Triton all through those jobs; ocrfleet's alert rules
+  evaluate there without error, and every query of the dashboard returns data (the GPU panels
+  aside: no DCGM exporter runs without a GPU).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
-from e2e.mainjob import SYSTEM, Pool, generated_documents, progress_line
+from e2e.mainjob import RELEASE, ROOT, SYSTEM, Pool, generated_documents, progress_line
 from e2e.operator_helpers import poll, report
+from e2e.prometheus import Prometheus
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["e2e.real_support"]
@@ -41,6 +48,20 @@ def pool(real_cluster, installed, request):
     report(request, f"the minimal example pool (defaults only) Ready on the real node in {time.monotonic() - t0:.0f} s")
     yield pool
     real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def prometheus(real_cluster, installed):
+    """Debian's Prometheus, scraping every 2 s with the jobs the chart's monitors describe."""
+    rendered = subprocess.run(
+        [str(real_cluster.helm), "template", RELEASE, str(ROOT), "-n", SYSTEM, "--show-only", "templates/monitoring.yaml",
+         "--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.podMonitor.enabled=true"],
+        capture_output=True, text=True, check=True, timeout=120).stdout
+    monitors = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in ("PodMonitor", "ServiceMonitor")]
+    assert len(monitors) == 2, rendered
+    server = Prometheus(monitors, real_cluster.kubectl)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +86,7 @@ def test_the_minimal_pool_runs_its_own_stores_on_the_real_node(real_cluster, poo
 
 
 @pytest.mark.timeout(1200)
+@pytest.mark.usefixtures("prometheus")  # started before the jobs, so that it sees them run
 def test_an_ocrjob_over_the_object_store_succeeds_and_its_results_come_through_the_api(
         pool, api_key, tmp_path, request):
     docs = generated_documents(tmp_path / "docs", DOCUMENTS, seed=90)
@@ -159,3 +181,30 @@ def test_the_operator_feeds_a_200_document_job_without_growing(real_cluster, poo
     assert final["phase"] == "Failed" and final["reason"] == "TooManyFailures", final
     assert final["counts"]["enqueued"] == 200
     assert max(samples + [after]) - before < 25, (before, samples, after)
+
+
+def test_a_real_prometheus_scrapes_the_pool_with_the_charts_monitors(real_cluster, pool, prometheus, request):
+    targets = [t for t in prometheus.targets() if t["labels"].get("namespace") in (pool.namespace, SYSTEM)
+               or t["discoveredLabels"].get("__meta_kubernetes_namespace") in (pool.namespace, SYSTEM)]
+    seen = sorted((t["labels"].get("container", ""), t["labels"]["endpoint"]) for t in targets)
+    assert seen == [("api", "metrics"), ("api", "metrics"), ("operator", "metrics"), ("triton", "triton-metrics"),
+                    ("worker", "metrics")], seen
+    down = [(t["scrapeUrl"], t["lastError"]) for t in targets if t["health"] != "up"]
+    assert not down, down
+    assert {t["labels"].get("pool") for t in targets if t["labels"]["container"] != "operator"} == {pool.name}
+
+    rules = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
+    assert len(rules) == 8 and all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+    ready = prometheus.query_range(f'ocrfleet_operator_pool_condition{{namespace="{pool.namespace}",type="Ready"}} == 1')
+    assert ready, "the operator's series name the pool's namespace (honorLabels), and it was Ready"
+
+    dashboard = json.loads((ROOT / "monitoring" / "dashboard.json").read_text())
+    empty = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$namespace", pool.namespace).replace("$__rate_interval", "30s")
+            if not prometheus.query_range(expr):
+                empty.append(panel["title"])
+    report(request, f"Prometheus: {len(targets)} targets up, {len(rules)} rules ok, "
+                    f"{sum(len(p['targets']) for p in dashboard['panels'])} dashboard queries, empty: {empty}")
+    assert empty == ["GPU utilisation (DCGM exporter)", "GPU temperature (DCGM exporter)"], empty
