@@ -87,7 +87,11 @@ app.kubernetes.io/component: operator
     verbs: [get, list, watch, create, patch]
   - apiGroups: [autoscaling]
     resources: [horizontalpodautoscalers]
-    verbs: [get, list, watch, create, patch]
+    verbs: [get, list, watch, create, patch, delete]
+  # pools with workers.autoscaler keda (and the switch between the two modes)
+  - apiGroups: [keda.sh]
+    resources: [scaledobjects, triggerauthentications]
+    verbs: [get, list, watch, create, patch, delete]
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch]

@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ocrfleet import keys
 from ocrfleet_operator import pods, policies, stores
 from ocrfleet_operator.meta import (  # noqa: F401 - re-exported: the names every child carries
     API_METRICS_PORT,
@@ -388,6 +389,91 @@ def initial_worker_replicas(cluster: Mapping) -> int:
     return cluster["spec"]["workers"]["minReplicas"]
 
 
+def keda_mode(cluster: Mapping) -> bool:
+    return cluster["spec"]["workers"]["autoscaler"] == "keda"
+
+
+def worker_autoscaling(cluster: Mapping) -> list[Manifest]:
+    """What scales the workers: the HPA, or with ``autoscaler: keda`` KEDA's ScaledObject (and
+    the TriggerAuthentication with the managed Redis's password)."""
+    if not keda_mode(cluster):
+        return [worker_hpa(cluster)]
+    auth = [worker_trigger_authentication(cluster)] if stores.redis_managed(cluster["spec"]) else []
+    return [*auth, worker_scaled_object(cluster)]
+
+
+def replaced_autoscaling(cluster: Mapping) -> list[tuple[str, str]]:
+    """(kind, name) of the other mode's objects, deleted when a pool switches autoscaler."""
+    name = worker_name(cluster["metadata"]["name"])
+    if keda_mode(cluster):
+        return [("HorizontalPodAutoscaler", name)]
+    return [("ScaledObject", name), ("TriggerAuthentication", name)]
+
+
+def worker_trigger_authentication(cluster: Mapping) -> Manifest:
+    """KEDA's way to the managed Redis's password: the pool's credentials Secret, by reference."""
+    name = cluster["metadata"]["name"]
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": metadata(cluster, worker_name(name), "worker"),
+        "spec": {"secretTargetRef": [{"parameter": "password", "name": stores.credentials_name(name),
+                                      "key": stores.REDIS_PASSWORD}]},
+    }
+
+
+def worker_scaled_object(cluster: Mapping) -> Manifest:
+    """KEDA scales the workers 0..max on the same queue depth the HPA reads: each priority
+    stream's length (acked entries are deleted, so a length is waiting + in flight; see
+    :func:`ocrfleet.queue.depth_from_replies`), one redis-streams trigger per stream, summed by
+    a scaling modifier into one average-value target per worker."""
+    meta, workers = cluster["metadata"], cluster["spec"]["workers"]
+    name = meta["name"]
+    pool = keys.pool(meta["namespace"], name)
+    target = str(workers["targetQueueDepthPerWorker"])
+    auth = {"authenticationRef": {"name": worker_name(name)}} if stores.redis_managed(cluster["spec"]) else {}
+    triggers = [{"type": "redis-streams", "name": priority, **auth,
+                 "metadata": {**stores.redis_endpoint(cluster), "stream": keys.stream(pool, priority),
+                              "streamLength": target, "activationLagCount": "0"}}
+                for priority in keys.PRIORITIES]
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata(cluster, worker_name(name), "worker"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker_name(name)},
+            "minReplicaCount": workers["minReplicas"],
+            "maxReplicaCount": workers["maxReplicas"],
+            "pollingInterval": 5,
+            "cooldownPeriod": workers["idleSecondsBeforeScaleToZero"],
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {"behavior": _hpa_behavior(workers)},
+                "scalingModifiers": {"formula": " + ".join(keys.PRIORITIES), "target": target,
+                                     "activationTarget": "0", "metricType": "AverageValue"},
+            },
+            "triggers": triggers,
+        },
+    }
+
+
+def _hpa_behavior(workers: Mapping) -> dict[str, Any]:
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": workers["scaleUpStabilizationSeconds"],
+            "selectPolicy": "Max",
+            "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+            ],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": workers["scaleDownStabilizationSeconds"],
+            "selectPolicy": "Max",
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 30}],
+        },
+    }
+
+
 def worker_hpa(cluster: Mapping) -> Manifest:
     """Scale workers 1..max on queue depth (waiting + in flight) per worker.
 
@@ -419,21 +505,7 @@ def worker_hpa(cluster: Mapping) -> Manifest:
                     },
                 }
             ],
-            "behavior": {
-                "scaleUp": {
-                    "stabilizationWindowSeconds": workers["scaleUpStabilizationSeconds"],
-                    "selectPolicy": "Max",
-                    "policies": [
-                        {"type": "Percent", "value": 100, "periodSeconds": 15},
-                        {"type": "Pods", "value": 4, "periodSeconds": 15},
-                    ],
-                },
-                "scaleDown": {
-                    "stabilizationWindowSeconds": workers["scaleDownStabilizationSeconds"],
-                    "selectPolicy": "Max",
-                    "policies": [{"type": "Percent", "value": 50, "periodSeconds": 30}],
-                },
-            },
+            "behavior": _hpa_behavior(workers),
         },
     }
 
@@ -461,7 +533,7 @@ def cluster_children(cluster: Mapping) -> list[Manifest]:
         api_service(cluster),
         worker_deployment(cluster),
         worker_metrics_service(cluster),
-        worker_hpa(cluster),
+        *worker_autoscaling(cluster),
         pdb(cluster, "api"),
         pdb(cluster, "worker"),
         *policies.network_policies(cluster),

@@ -77,7 +77,19 @@ def apply_children(rt: Runtime, cluster: Mapping) -> dict[str, str]:
                    if child["kind"] == "Deployment" and child["metadata"]["name"] == worker else None)
         outcome[f"{child['kind']}/{child['metadata']['name']}"] = ensure_child(
             rt, child, create_with_replicas=initial)
+    for kind, name in builders.replaced_autoscaling(cluster):
+        if _delete_own(rt, cluster, kind, name):
+            outcome[f"{kind}/{name}"] = "deleted"
     return outcome
+
+
+def _delete_own(rt: Runtime, cluster: Mapping, kind: str, name: str) -> bool:
+    """Delete the pool's child ``kind/name`` if it exists and this pool owns it."""
+    live = rt.kube.get(kind, cluster["metadata"]["namespace"], name)
+    owner = builders.owner_of(live) if live else None
+    if owner is None or owner.get("uid") != cluster["metadata"]["uid"]:
+        return False
+    return rt.kube.delete(kind, cluster["metadata"]["namespace"], name)
 
 
 def repair_child(rt: Runtime, cluster: Mapping, kind: str, name: str) -> str:
@@ -119,7 +131,7 @@ def _tick(rt: Runtime, cluster: Mapping, *, now: datetime) -> dict:
     current = (worker_dep or {}).get("spec", {}).get("replicas", 0)
 
     idle_since = decisions.next_idle_since(depth.total if depth else 1, conditions.parse_time(previous.get("idleSince")), now)
-    if worker_dep is not None and depth is not None:
+    if worker_dep is not None and depth is not None and not builders.keda_mode(cluster):  # KEDA does 0 <-> 1
         target = decisions.scale_override(
             min_replicas=workers["minReplicas"], current_replicas=current, queue_depth=depth.total,
             idle_since=idle_since, idle_before_zero=timedelta(seconds=workers["idleSecondsBeforeScaleToZero"]),

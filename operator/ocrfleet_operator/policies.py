@@ -11,7 +11,8 @@ rendered at all; its status says what was refused (:func:`violations`).
 connections on its port from anywhere (it is the pool's front door) and on its metrics port
 from pods of the cluster only; workers take none; the
 managed Redis, PostgreSQL and object store take connections only from the pool's own API and
-worker pods — Redis also from the operator, which enqueues OcrJobs. They bind where the
+worker pods — Redis also from the operator, which enqueues OcrJobs, and with ``autoscaler: keda``
+from KEDA's operator, which reads the stream lengths. They bind where the
 cluster's network plugin enforces NetworkPolicy.
 """
 
@@ -56,6 +57,10 @@ def violations(children: Iterable[Mapping], *, allowed_image_prefixes: Iterable[
     return found
 
 
+KEDA_OPERATOR_POD = {"app.kubernetes.io/name": "keda-operator"}
+"""The label of KEDA's operator pods (KEDA's own Helm chart and manifests set it)."""
+
+
 def _policy(cluster: Mapping, component: str, ingress: list[dict[str, Any]]) -> dict[str, Any]:
     name = f"{cluster['metadata']['name']}-{component}"
     return {
@@ -79,8 +84,11 @@ def network_policies(cluster: Mapping) -> list[dict[str, Any]]:
            _policy(cluster, "worker", [worker_metrics])]
     spec = cluster["spec"]
     operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD}}
+    # with autoscaler keda, KEDA's operator reads the stream lengths (its chart labels its pods so)
+    keda = [{"namespaceSelector": {}, "podSelector": {"matchLabels": KEDA_OPERATOR_POD}}] \
+        if spec["workers"]["autoscaler"] == "keda" else []
     for managed, component, store_port, extra in (
-            (stores.redis_managed(spec), "redis", stores.REDIS_PORT, [operator]),
+            (stores.redis_managed(spec), "redis", stores.REDIS_PORT, [operator, *keda]),
             (stores.database_managed(spec), "database", stores.POSTGRES_PORT, []),
             (stores.documents_managed(spec), "objects", stores.S3_PORT, [])):
         if managed:

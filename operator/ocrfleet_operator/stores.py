@@ -25,6 +25,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ocrfleet_operator import pods
 from ocrfleet_operator.meta import labels, metadata, selector_labels
@@ -136,6 +137,22 @@ def secret_env(name: str, ref: Mapping) -> dict[str, Any]:
 
 
 # -- what the pool's own pods read -----------------------------------------------------------
+
+
+def redis_endpoint(cluster: Mapping) -> dict[str, str]:
+    """Where the pool's Redis is, as KEDA's redis scalers take it: ``address`` (host:port),
+    ``databaseIndex`` and, for ``rediss://``, ``enableTLS``. Not for redis.urlSecretRef (the CRD
+    refuses that combination: the URL is in a Secret the operator does not read)."""
+    redis = cluster["spec"]["redis"]
+    if redis_managed(cluster["spec"]):
+        return {"address": f"{_host(cluster, redis_name(cluster['metadata']['name']))}:{REDIS_PORT}",
+                "databaseIndex": "0"}
+    url = urlsplit(redis["url"])
+    endpoint = {"address": f"{url.hostname}:{url.port or REDIS_PORT}",
+                "databaseIndex": url.path.strip("/") or "0"}
+    if url.scheme == "rediss":
+        endpoint["enableTLS"] = "true"
+    return endpoint
 
 
 def store_env(cluster: Mapping) -> list[dict[str, Any]]:

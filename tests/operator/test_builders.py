@@ -5,6 +5,8 @@ from __future__ import annotations
 from ocrfleet_operator import builders
 from ocrfleet_operator.builders import drifted
 
+from ocrfleet import keys
+
 from .conftest import make_cluster
 
 
@@ -327,3 +329,49 @@ def test_a_pool_asking_for_an_image_or_toleration_outside_the_policy_is_refused(
     assert any("evil.example.com/miner:1" in f for f in found)
     assert any("node-role.kubernetes.io/control-plane" in f for f in found)
     assert policies.violations(builders.cluster_children(bad)) == [], "no policy: anything goes"
+
+
+def test_keda_mode_renders_a_scaled_object_over_the_queue_depth_rule_and_no_hpa():
+    c = make_cluster({"workers": {"autoscaler": "keda", "minReplicas": 0, "maxReplicas": 12,
+                                  "targetQueueDepthPerWorker": 20, "idleSecondsBeforeScaleToZero": 120}})
+    kinds = {(x["kind"], x["metadata"]["name"]) for x in builders.cluster_children(c)}
+    assert ("ScaledObject", "pool-worker") in kinds and ("TriggerAuthentication", "pool-worker") in kinds
+    assert not any(k == "HorizontalPodAutoscaler" for k, _ in kinds)
+    spec = builders.worker_scaled_object(c)["spec"]
+    assert spec["scaleTargetRef"]["name"] == "pool-worker"
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 12, 120)
+    streams = [t["metadata"]["stream"] for t in spec["triggers"]]
+    assert streams == [keys.stream(keys.pool("ocr", "pool"), p) for p in keys.PRIORITIES]
+    for t in spec["triggers"]:  # the stream's length: waiting + in flight, as queue.depth_from_replies counts
+        assert t["type"] == "redis-streams" and t["metadata"]["streamLength"] == "20"
+        assert t["metadata"]["address"] == "pool-redis.ocr.svc:6379"
+        assert t["authenticationRef"] == {"name": "pool-worker"}
+    modifiers = spec["advanced"]["scalingModifiers"]
+    assert modifiers["formula"] == " + ".join(t["name"] for t in spec["triggers"])
+    assert (modifiers["target"], modifiers["metricType"]) == ("20", "AverageValue")
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == \
+        builders.worker_hpa(c)["spec"]["behavior"]
+    [auth] = [x for x in builders.cluster_children(c) if x["kind"] == "TriggerAuthentication"]
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "pool-credentials",
+                                                "key": "redis-password"}]
+    assert builders.replaced_autoscaling(c) == [("HorizontalPodAutoscaler", "pool-worker")]
+
+
+def test_keda_mode_with_an_external_redis_url_needs_no_authentication():
+    c = make_cluster({"workers": {"autoscaler": "keda"}, "redis": {"url": "rediss://cache.example:6380/3"}})
+    kinds = {x["kind"] for x in builders.cluster_children(c)}
+    assert "TriggerAuthentication" not in kinds
+    trigger = builders.worker_scaled_object(c)["spec"]["triggers"][0]
+    assert "authenticationRef" not in trigger
+    assert {k: trigger["metadata"][k] for k in ("address", "databaseIndex", "enableTLS")} == {
+        "address": "cache.example:6380", "databaseIndex": "3", "enableTLS": "true"}
+    managed = make_cluster({"workers": {"autoscaler": "keda"}})
+    [redis_policy] = [x for x in builders.cluster_children(managed) if x["metadata"]["name"] == "pool-redis"
+                      and x["kind"] == "NetworkPolicy"]
+    peers = redis_policy["spec"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "keda-operator"}}} in peers
+    hpa = make_cluster()
+    [hpa_policy] = [x for x in builders.cluster_children(hpa) if x["metadata"]["name"] == "pool-redis"
+                    and x["kind"] == "NetworkPolicy"]
+    assert len(hpa_policy["spec"]["ingress"][0]["from"]) == len(peers) - 1
+    assert builders.replaced_autoscaling(hpa) == [("ScaledObject", "pool-worker"), ("TriggerAuthentication", "pool-worker")]

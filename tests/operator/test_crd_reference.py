@@ -121,26 +121,22 @@ def test_a_synthetic_crd_renders_a_table_per_object(tmp_path):
     assert "| `spec.map.*.z` | number |" in text
 
 
-def test_embedded_core_types_are_kubernetes_own_schemas():
-    """resources, tolerations, affinity and topologySpreadConstraints are validated by the schemas
-    of the Kubernetes version the project pins (its OpenAPI document), not left free-form."""
-    openapi = coretypes.module_openapi()
+def test_embedded_core_types_carry_kubernetes_schemas_not_free_form_objects():
+    """resources, tolerations, affinity and topologySpreadConstraints are validated by Kubernetes's
+    own schemas (generated from the served OpenAPI; e2e/test_operator_cluster.py compares them
+    with what the API server of the pinned version serves)."""
     clusters = _load(ROOT / "crds" / "ocrfleet.io_ocrclusters.yaml")
-    assert sorted(coretypes.embedded_nodes(clusters)) == sorted(coretypes.EMBEDDED)
+    nodes = coretypes.embedded_nodes(clusters)
+    assert sorted(nodes) == sorted(coretypes.EMBEDDED)
     for path in CRDS:
-        assert coretypes.rewrite(path.read_text(), openapi) == path.read_text(), (
-            f"{path.name}: embedded core schemas out of date: run .venv/bin/python -m ocrfleet_dev.coretypes")
-        assert coretypes.differences(_load(path), openapi) == []
         assert "x-kubernetes-preserve-unknown-fields" not in path.read_text()
-    toleration = coretypes.embedded_nodes(clusters)["spec.workers.tolerations"]
-    assert set(toleration["properties"]) == {"key", "operator", "value", "effect", "tolerationSeconds"}
-    quantity = coretypes.embedded_nodes(clusters)["spec.workers.resources"]["properties"]["limits"]
-    assert quantity["additionalProperties"]["x-kubernetes-int-or-string"] is True
-
-
-def test_an_embedded_schema_edited_by_hand_is_found():
-    openapi = coretypes.module_openapi()
-    clusters = _load(ROOT / "crds" / "ocrfleet.io_ocrclusters.yaml")
-    del coretypes.embedded_nodes(clusters)["spec.api.affinity"]["properties"]["podAntiAffinity"]
-    coretypes.embedded_nodes(clusters)["spec.api.tolerations"]["properties"]["key"]["type"] = "integer"
-    assert coretypes.differences(clusters, openapi) == ["spec.api.tolerations", "spec.api.affinity"]
+    markers = [m["type"] for line in (ROOT / "crds" / "ocrfleet.io_ocrclusters.yaml").read_text().splitlines()
+               if (m := coretypes.MARKER.match(line))]
+    assert sorted(markers) == sorted(coretypes.EMBEDDED.values())
+    toleration = nodes["spec.workers.tolerations"]["properties"]
+    assert set(toleration) == {"key", "operator", "value", "effect", "tolerationSeconds"}
+    assert toleration["operator"]["enum"] == ["Equal", "Exists", "Gt", "Lt"]
+    limits = nodes["spec.workers.resources"]["properties"]["limits"]["additionalProperties"]
+    assert limits["x-kubernetes-int-or-string"] is True and limits["pattern"] == coretypes.QUANTITY_PATTERN
+    spread = nodes["spec.api.topologySpreadConstraints"]
+    assert {"maxSkew", "topologyKey", "whenUnsatisfiable"} <= set(spread["required"])

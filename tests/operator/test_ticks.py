@@ -556,3 +556,21 @@ def test_a_pool_the_pod_policy_refuses_is_not_rendered_and_says_why(operator, ap
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert "'ghcr.io/ocrfleet/worker:0.1.0' is not under an allowed prefix (registry.internal/)" in degraded["message"]
     assert "workers" not in status and "queue" not in status
+
+
+def test_a_keda_pool_is_scaled_by_keda_alone_and_switching_back_restores_the_hpa(rt, api, redis_server, queue):
+    rendered_pool(rt, api, redis_server, {"workers": {"autoscaler": "keda", "minReplicas": 0, "maxReplicas": 4}})
+    worker = builders.worker_name(POOL)
+    assert api.get("ScaledObject", NS, worker) is not None and api.get("HorizontalPodAutoscaler", NS, worker) is None
+    api.roll_out(NS)
+    queue.enqueue(Task(document_id="d1", tenant="acme"))
+    status = cluster_tick(rt, api, T0)
+    assert replicas(api) == 0 and api.writes("Deployment", sub="scale") == []  # 0 -> 1 is KEDA's step here
+    assert status["queue"]["depth"] == 1
+
+    api.edit_spec("OcrCluster", NS, POOL, {"workers": {"autoscaler": "hpa"}})
+    outcome = clusters.apply_children(rt, api.get("OcrCluster", NS, POOL))
+    assert outcome[f"ScaledObject/{worker}"] == "deleted"
+    assert api.get("ScaledObject", NS, worker) is None and api.get("HorizontalPodAutoscaler", NS, worker) is not None
+    cluster_tick(rt, api, T0 + timedelta(seconds=5))
+    assert replicas(api) == 1  # the operator's own step from zero is back
