@@ -7,7 +7,7 @@ One copy of each: the queue protocol (:mod:`ocrfleet.queue`), the Redis key name
 every image reads (:mod:`ocrfleet.settings`).
 
 The version has one source, ``pyproject.toml``; the chart's version and appVersion and the
-image tags the CRDs default to follow it (``tests/test_version.py`` keeps them in step).
+image tags the operator gives pools follow it (``tests/test_version.py`` keeps them in step).
 """
 
 from importlib.metadata import version as _version

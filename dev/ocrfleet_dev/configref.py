@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocrfleet_api.settings import ApiSettings
-from ocrfleet_operator import builders
+from ocrfleet_operator import builders, images
 from ocrfleet_operator.settings import OperatorSettings
 from ocrfleet_worker.settings import WorkerSettings
 from ocrfleet_worker.triton_repository import TritonModelSettings
@@ -117,7 +117,7 @@ def pool(spec: Mapping) -> dict:
 
 
 def _containers(cluster: Mapping) -> Iterable[dict]:
-    for child in builders.cluster_children(cluster):
+    for child in builders.cluster_children(images.with_defaults(cluster, OperatorSettings())):
         if child["kind"] == "Deployment":
             pod = child["spec"]["template"]["spec"]
             yield from pod.get("initContainers", []) + pod["containers"]

@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from ocrfleet.queue import QueueDepth
-from ocrfleet_operator import builders, clusterstatus, conditions, decisions, metrics, policies, stores
+from ocrfleet_operator import (
+    builders,
+    clusterstatus,
+    conditions,
+    decisions,
+    images,
+    metrics,
+    policies,
+    stores,
+)
 from ocrfleet_operator.conditions import Condition
 from ocrfleet_operator.kube import KubeError
 from ocrfleet_operator.runtime import Runtime
@@ -57,9 +66,14 @@ def ensure_credentials(rt: Runtime, cluster: Mapping) -> str:
     return "created"
 
 
+def _children(rt: Runtime, cluster: Mapping) -> list[dict]:
+    """What the pool renders to, with the images its spec leaves out taken from the operator's settings."""
+    return builders.cluster_children(images.with_defaults(cluster, rt.settings))
+
+
 def refusals(rt: Runtime, cluster: Mapping) -> list[str]:
     """What the pool asks for that the operator's pod policy does not allow (nothing is rendered then)."""
-    return policies.violations(builders.cluster_children(cluster),
+    return policies.violations(_children(rt, cluster),
                                allowed_image_prefixes=rt.settings.allowed_image_prefixes,
                                allowed_toleration_keys=rt.settings.allowed_toleration_keys)
 
@@ -72,7 +86,7 @@ def apply_children(rt: Runtime, cluster: Mapping) -> dict[str, str]:
     outcome = {f"Secret/{stores.credentials_name(cluster['metadata']['name'])}": ensure_credentials(rt, cluster)}
     rt.register_cluster(cluster)
     worker = builders.worker_name(cluster["metadata"]["name"])
-    for child in builders.cluster_children(cluster):
+    for child in _children(rt, cluster):
         initial = (builders.initial_worker_replicas(cluster)
                    if child["kind"] == "Deployment" and child["metadata"]["name"] == worker else None)
         outcome[f"{child['kind']}/{child['metadata']['name']}"] = ensure_child(
@@ -97,7 +111,7 @@ def repair_child(rt: Runtime, cluster: Mapping, kind: str, name: str) -> str:
     if refusals(rt, cluster):
         return "refused"
     worker = builders.worker_name(cluster["metadata"]["name"])
-    for child in builders.cluster_children(cluster):
+    for child in _children(rt, cluster):
         if child["kind"] == kind and child["metadata"]["name"] == name:
             initial = builders.initial_worker_replicas(cluster) if kind == "Deployment" and name == worker else None
             return ensure_child(rt, child, create_with_replicas=initial)

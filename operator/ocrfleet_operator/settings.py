@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ocrfleet import __version__
 from ocrfleet.settings import CoreSettings, StrList
 
 
@@ -42,6 +43,12 @@ class OperatorSettings(CoreSettings):
     allowed_image_prefixes: StrList = Field(
         default_factory=list, description="allowed_image_prefixes: every image a pool's pods run must start with "
         "one of these (registry/repository prefixes); empty allows any.")
+    api_image: str = Field(
+        f"ghcr.io/ocrfleet/api:{__version__}", min_length=1, description="api_image: the API image of a pool whose "
+        "spec.api.image is empty (the chart: pools.images with its appVersion).")
+    worker_image: str = Field(
+        f"ghcr.io/ocrfleet/worker:{__version__}", min_length=1, description="worker_image: the worker (and Triton) "
+        "image of a pool whose spec.workers.image is empty (the chart: pools.images with its appVersion).")
     allowed_toleration_keys: StrList = Field(
         default_factory=list, description="allowed_toleration_keys: taint keys a pool's pods may tolerate; empty "
         "allows any.")

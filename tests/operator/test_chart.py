@@ -37,12 +37,15 @@ VARIANTS = {
         ["--set-json", 'operator={"reconcileIntervalSeconds": 2.5, "jobProgressIntervalSeconds": 1, '
          '"statusMinIntervalSeconds": 0, "watchServerTimeoutSeconds": 60, "watchClientTimeoutSeconds": 90, '
          '"logLevel": "DEBUG"}',
-         "--set-json", 'pools={"allowedImagePrefixes": ["registry.example.com/"], "allowedTolerationKeys": []}',
+         "--set-json", 'pools={"allowedImagePrefixes": ["registry.example.com/"], "allowedTolerationKeys": [], '
+         '"images": {"repository": "registry.example.com:5000/ocr", "tag": "0.2.0-rc1"}}',
          "--set-json", 'metricsAdapter={"port": 7443, "clientAuth": false, "tlsSecretName": "adapter-tls", '
          '"caBundle": "Y2E="}'],
         {"reconcile_interval": 2.5, "job_progress_interval": 1.0, "status_min_interval": 0.0,
          "watch_server_timeout": 60, "watch_client_timeout": 90, "log_level": "DEBUG",
          "allowed_image_prefixes": ["registry.example.com/"], "allowed_toleration_keys": [],
+         "api_image": "registry.example.com:5000/ocr/api:0.2.0-rc1",
+         "worker_image": "registry.example.com:5000/ocr/worker:0.2.0-rc1",
          "metrics_port": 7443, "metrics_client_auth": False,
          "metrics_tls_cert": "/etc/ocrfleet/metrics-tls/tls.crt", "metrics_tls_key": "/etc/ocrfleet/metrics-tls/tls.key"}),
 }

@@ -107,7 +107,8 @@ def queue(redis_client) -> WorkQueue:
 
 
 def add_pool(api: FakeApiServer, redis_server, spec: dict | None = None) -> dict:
-    return api.put(make_cluster({"redis": {"url": redis_server.url}, **(spec or {})}, name=POOL, namespace=NS))
+    return api.put(make_cluster({"redis": {"url": redis_server.url}, **(spec or {})}, name=POOL, namespace=NS,
+                                images=False))
 
 
 def make_job(spec: dict, name: str = "march") -> dict:
@@ -556,6 +557,35 @@ def test_a_pool_the_pod_policy_refuses_is_not_rendered_and_says_why(operator, ap
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert "'ghcr.io/ocrfleet/worker:0.1.0' is not under an allowed prefix (registry.internal/)" in degraded["message"]
     assert "workers" not in status and "queue" not in status
+
+
+def test_a_pool_that_names_no_image_runs_the_operators_and_moves_when_the_operator_does(operator, api, redis_server):
+    cluster = add_pool(api, redis_server)
+    assert "image" not in cluster["spec"]["workers"], "the CRD defaults no image of ocrfleet's own"
+
+    def images() -> dict[str, set[str]]:
+        by_container: dict[str, set[str]] = {}
+        for name in (builders.worker_name(POOL), builders.api_name(POOL)):
+            pod = api.get("Deployment", NS, name)["spec"]["template"]["spec"]
+            for c in pod["containers"] + pod.get("initContainers", []):
+                by_container.setdefault(c["name"], set()).add(c["image"])
+        return by_container
+
+    def running(worker: str, api_image: str) -> dict[str, set[str]]:
+        return {"worker": {worker}, "triton": {worker}, "model-repository": {worker}, "api": {api_image}}
+
+    clusters.apply_children(operator(), cluster)
+    assert images() == running("ghcr.io/ocrfleet/worker:0.1.0", "ghcr.io/ocrfleet/api:0.1.0")
+
+    # a chart upgrade restarts the operator with new defaults: the pool follows
+    upgraded = operator(worker_image="registry.internal/ocr/worker:0.2.0", api_image="registry.internal/ocr/api:0.2.0")
+    clusters.apply_children(upgraded, api.get("OcrCluster", NS, POOL))
+    assert images() == running("registry.internal/ocr/worker:0.2.0", "registry.internal/ocr/api:0.2.0")
+
+    # what a spec names wins, and Triton runs the worker image unless told otherwise
+    api.edit_spec("OcrCluster", NS, POOL, {"workers": {"image": "registry.internal/ocr/worker:custom"}})
+    clusters.apply_children(upgraded, api.get("OcrCluster", NS, POOL))
+    assert images() == running("registry.internal/ocr/worker:custom", "registry.internal/ocr/api:0.2.0")
 
 
 def test_a_keda_pool_is_scaled_by_keda_alone_and_switching_back_restores_the_hpa(rt, api, redis_server, queue):
