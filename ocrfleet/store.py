@@ -264,11 +264,13 @@ class ResultStore:
                              .group_by(DocumentRow.status)).all()
         return {DocumentStatus(status): int(n) for status, n in rows}
 
-    def batch_documents(self, batch: str, *, limit: int) -> list[tuple[str, DocumentStatus, str | None]]:
-        """The first ``limit`` documents of a batch in submission order: id, state and filename."""
+    def batch_documents(self, batch: str, *, limit: int, after: str = ""
+                        ) -> list[tuple[str, DocumentStatus, str | None]]:
+        """One page of a batch's documents in id order (ids after ``after``): id, state and filename."""
         with self.session() as s:
             rows = s.execute(select(DocumentRow.id, DocumentRow.status, DocumentRow.filename)
-                             .where(DocumentRow.job == batch).order_by(DocumentRow.created_at).limit(limit)).all()
+                             .where(DocumentRow.job == batch, DocumentRow.id > after)
+                             .order_by(DocumentRow.id).limit(limit)).all()
         return [(i, DocumentStatus(status), filename) for i, status, filename in rows]
 
     def tenant_counts(self, tenant: str, start: dt.datetime, end: dt.datetime) -> TenantCounts:

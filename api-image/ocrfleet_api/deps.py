@@ -35,7 +35,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def authenticated(request: Request, services: ServicesDep, _b: Annotated[object, Depends(_bearer)],
                         _k: Annotated[object, Depends(_api_key)]) -> Principal:
     principal = await services.auth.authenticate(request)
-    await services.limiter.check(principal.tenant, principal.rate_limit)
+    request.state.quota = await services.limiter.check(principal.tenant, principal.rate_limit)
     return principal
 
 

@@ -16,11 +16,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Header
 
 from ocrfleet import keys
 from ocrfleet_api.problems import Problem
 
 HEADER = "Idempotency-Key"
+#: The header as routes declare it (and the OpenAPI document describes it).
+IdempotencyKey = Annotated[str | None, Header(
+    alias=HEADER, description="Any 1-255 printable ASCII characters naming this submission: a retry with the same "
+    "key gets the first answer back (Idempotent-Replayed: true) instead of submitting again.",
+    examples=["loan-4711-id-front"])]
 _PENDING_TTL_S = 300
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
 

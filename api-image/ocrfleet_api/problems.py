@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocrfleet.errors import DocumentTooLarge, OcrfleetError, TemporaryError, UnsupportedType
@@ -27,15 +27,21 @@ MEDIA_TYPE = "application/problem+json"
 
 
 class ProblemDetails(BaseModel):
-    """The body of every error response (RFC 9457)."""
+    """The body of every error response (RFC 9457), as ``application/problem+json``."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    code: str
-    errors: list[dict[str, Any]] | None = None
+    type: str = Field(description="A URI naming the problem: https://ocrfleet.io/problems/ and its code.",
+                      examples=["https://ocrfleet.io/problems/rate_limited"])
+    title: str = Field(description="A short summary of the problem type.", examples=["Too many requests"])
+    status: int = Field(description="The HTTP status code.", examples=[429])
+    detail: str = Field(description="What went wrong with this request, and what to do.",
+                        examples=["tenant 'acme-loans' is limited to 600 requests per 60 s; retry after 12 s"])
+    instance: str | None = Field(None, description="The path of the request.", examples=["/v1/documents"])
+    code: str = Field(description="A stable, machine-readable code (the last segment of type).",
+                      examples=["rate_limited"])
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="For invalid requests: each offending location (loc), message (msg) and type.",
+        examples=[[{"loc": ["body", "sha256"], "msg": "String should match pattern '^[0-9a-fA-F]{64}$'",
+                    "type": "string_pattern_mismatch"}]])
 
 
 class Problem(Exception):

@@ -111,9 +111,14 @@ def test_signed_upload_with_tampered_body_stores_nothing(api):
 def test_rate_limit_per_tenant(api):
     limited = api.tenant("small", rate_limit=3)
     free = api.tenant("big")
+    remaining = []
     for _ in range(3):
-        assert api.http.get("/v1/stats", headers=api.auth(limited)).status_code == 200
+        r = api.http.get("/v1/stats", headers=api.auth(limited))
+        assert r.status_code == 200 and r.headers["ratelimit-limit"] == "3"
+        remaining.append(int(r.headers["ratelimit-remaining"]))
+    assert remaining == [2, 1, 0], "each answer tells the client its quota"
     r = api.http.get("/v1/stats", headers=api.auth(limited))
     assert_problem(r, 429, "rate_limited")
     assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert (r.headers["ratelimit-remaining"], r.headers["ratelimit-reset"]) == ("0", r.headers["retry-after"])
     assert api.http.get("/v1/stats", headers=api.auth(free)).status_code == 200

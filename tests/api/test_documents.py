@@ -85,6 +85,7 @@ def test_idempotency_key_returns_the_first_answer(api):
     second = upload(api, key, png(), headers=h)  # a retry of the same request
     assert first.status_code == second.status_code == 202
     assert second.json() == first.json() and second.headers["idempotent-replayed"] == "true"
+    assert second.headers["location"] == first.headers["location"] == first.json()["status_url"]
     assert api.queued() == 1 and len(api.document_rows()) == 1
     other_tenant = api.tenant("globex")
     assert upload(api, other_tenant, png(), headers=h).json()["document_id"] != first.json()["document_id"]
@@ -157,6 +158,17 @@ def test_batches_and_progress(api):
     api.store.save_result(first, [PageResult(page=0, width=64, height=32)], document_type="generic")
     status = api.http.get(batch["status_url"], headers=api.auth(key)).json()
     assert (status["total"], status["queued"], status["succeeded"], status["finished"]) == (3, 2, 1, False)
+    assert r.headers["location"] == batch["status_url"]
+    # the documents are paged with a cursor: every one exactly once
+    pages, after = [], ""
+    for _ in range(3):
+        page = api.http.get(batch["status_url"], params={"limit": 2, "after": after}, headers=api.auth(key)).json()
+        pages.append([d["document_id"] for d in page["documents"]])
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [len(p) for p in pages] == [2, 1]
+    assert sorted(sum(pages, [])) == sorted(d["document_id"] for d in batch["documents"])
     tasks = [Task.from_fields(f) for _id, f in api.redis.xrange(keys.stream("default", "normal"))]
     assert {t.job for t in tasks} == {batch["batch_id"]}
 

@@ -1,5 +1,9 @@
 """Schemathesis against the served OpenAPI document: no 5xx and no schema violations.
 
+Error answers are held to it as much as successes: their bodies to ``ProblemDetails`` under
+``application/problem+json``, their headers (``Retry-After``, ``WWW-Authenticate``, ``Location``)
+to what each status declares.
+
 Every operation is called with generated valid (positive) and invalid (negative) inputs,
 authenticated as a real tenant. ``positive_data_acceptance`` is left out: a schema cannot say
 "a real PNG", so schema-valid uploads of random bytes are rightly refused with 415.

@@ -62,6 +62,7 @@ def test_the_read_models_of_the_api_and_the_worker(store):
     assert store.processed_results("acme", "c" * 64, exclude="d0", limit=5) == []
     assert store.batch_counts("b1") == {"succeeded": 2}
     assert store.batch_documents("b1", limit=10) == [("d0", "succeeded", "0.png"), ("d1", "succeeded", "1.png")]
+    assert store.batch_documents("b1", limit=1, after="d0") == [("d1", "succeeded", "1.png")], "a cursor page"
     now = dt.datetime.now(dt.UTC)
     day = store.tenant_counts("acme", now - dt.timedelta(hours=1), now + dt.timedelta(hours=1))
     assert day.by_status == {"succeeded": 2, "failed": 1} and day.by_document_type == {"id_card": 2}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from ocrfleet.lifecycle import DocumentStatus
 from ocrfleet_api import metrics
 from ocrfleet_api.auth import Principal
 from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
-from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from ocrfleet_api.idempotency import IdempotencyKey
 from ocrfleet_api.problems import RESPONSES, Problem
 from ocrfleet_api.routers.documents import _PROBLEM, UPLOAD_RESPONSES, accept_once
 from ocrfleet_api.schemas import BatchAccepted, BatchDocument, BatchStatus, SubmitOptions
@@ -36,14 +36,13 @@ _BATCH_FORM = {
     },
 }
 _BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _BATCH_FORM}}}}
-_LISTED = 1000
 
 
 @router.post("", status_code=202, response_model=BatchAccepted, openapi_extra=_BATCH_BODY,
              responses=UPLOAD_RESPONSES, summary="Submit many documents at once")
 async def submit_batch(
     request: Request, principal: StreamingTenantDep, services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Upload several documents as ``multipart/form-data`` parts named ``files``; the options apply
     to each. Every document is checked before any is kept: one bad document refuses the batch."""
@@ -76,17 +75,23 @@ def _accept_batch(services: Services, principal: Principal, documents: list[Rece
                          total=len(accepted), documents=accepted)
 
 
-@router.get("/{batch_id}", response_model=BatchStatus, summary="A batch's progress",
+@router.get("/{batch_id}", response_model=BatchStatus, summary="A batch's progress, its documents paged",
             responses={404: {**_PROBLEM, "description": "No such batch for this tenant"}})
-async def get_batch(batch_id: str, principal: TenantDep, services: ServicesDep) -> BatchStatus:
-    """Counts by status (queued, processing, succeeded, failed) and the batch's documents."""
-    status = await services.blocking.read(_batch_status, services, principal.tenant, batch_id)
+async def get_batch(
+    batch_id: Annotated[str, Path(description="The id its submission answered.")],
+    principal: TenantDep, services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Documents per page.")] = 100,
+    after: Annotated[str, Query(max_length=64, description="The `next` of the previous page.")] = "",
+) -> BatchStatus:
+    """Counts by status (queued, processing, succeeded, failed) and one page of the batch's
+    documents in id order; ``next`` leads to the following page."""
+    status = await services.blocking.read(_batch_status, services, principal.tenant, batch_id, limit, after)
     if status is None:
         raise Problem(404, "batch_not_found", f"no batch {batch_id!r} for this tenant")
     return status
 
 
-def _batch_status(services: Services, tenant: str, batch_id: str) -> BatchStatus | None:
+def _batch_status(services: Services, tenant: str, batch_id: str, limit: int, after: str) -> BatchStatus | None:
     if len(batch_id) > 64:
         return None
     with services.store.session() as s:
@@ -94,11 +99,12 @@ def _batch_status(services: Services, tenant: str, batch_id: str) -> BatchStatus
         if batch is None or batch.tenant != tenant:
             return None
     counts = services.store.batch_counts(batch_id)
-    docs = services.store.batch_documents(batch_id, limit=_LISTED)
+    docs = services.store.batch_documents(batch_id, limit=limit, after=after)
     done = sum(n for status, n in counts.items() if status.finished)
     return BatchStatus(
         batch_id=batch_id, total=batch.total, queued=counts.get(DocumentStatus.QUEUED, 0),
         processing=counts.get(DocumentStatus.PROCESSING, 0), succeeded=counts.get(DocumentStatus.SUCCEEDED, 0),
         failed=counts.get(DocumentStatus.FAILED, 0), finished=done >= batch.total,
         documents=[BatchDocument(document_id=i, status=st, filename=f) for i, st, f in docs],
+        next=docs[-1][0] if len(docs) == limit else None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from ocrfleet.masking import MaskPolicy, mask_result
@@ -15,8 +15,7 @@ from ocrfleet.store import ResultStore
 from ocrfleet_api import metrics
 from ocrfleet_api.auth import Principal, read_body
 from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep, json_body, parse_json
-from ocrfleet_api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from ocrfleet_api.idempotency import fingerprint
+from ocrfleet_api.idempotency import IdempotencyKey, fingerprint
 from ocrfleet_api.problems import RESPONSES, Problem, ProblemDetails
 from ocrfleet_api.schemas import BatchAccepted, CacheCheck, DocumentAccepted, UrlSubmission
 from ocrfleet_api.services import Services
@@ -53,7 +52,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
              responses=UPLOAD_RESPONSES, summary="Submit one document")
 async def submit_document(
     request: Request, principal: StreamingTenantDep, services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Upload a document as ``multipart/form-data`` (the file in a part named ``file``), or send JSON
     with a ``url`` to fetch. Answers 202 with the document id and its status URL; a document this
@@ -80,7 +79,8 @@ async def accept_once(request: Request, principal: Principal, services: Services
     if idempotency_key is not None:
         stored = await services.idempotency.claim(tenant, idempotency_key, this)
         if stored is not None:
-            return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
+            return JSONResponse(stored.body, status_code=stored.status,
+                                headers={"Idempotent-Replayed": "true", "Location": stored.body["status_url"]})
     try:
         accepted = await accept()
     except Exception as exc:
@@ -153,7 +153,8 @@ async def check_cache(principal: TenantDep, services: ServicesDep,
 
 @router.get("/{document_id}", response_model=DocumentResult, summary="A document's status and result",
             responses={404: {**_PROBLEM, "description": "No such document for this tenant"}})
-async def get_document(document_id: str, principal: TenantDep, services: ServicesDep) -> DocumentResult:
+async def get_document(document_id: Annotated[str, Path(description="The id its submission answered.")],
+                       principal: TenantDep, services: ServicesDep) -> DocumentResult:
     """Status and, once processed, the structured result page by page, masked per the document's policy."""
     result = await services.blocking.read(_load, services.store, principal.tenant, document_id, principal.mask)
     if result is None:

@@ -27,9 +27,9 @@ _NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 @router.get("/{name}/results", response_model=JobResults, summary="An OcrJob's results, paged",
             responses={404: {**_PROBLEM, "description": "No such job this key may read"}})
-async def job_results(
-    namespace: Annotated[str, Path(max_length=63, pattern=_NAME)],
-    name: Annotated[str, Path(max_length=253, pattern=_NAME)],
+async def get_job_results(
+    namespace: Annotated[str, Path(max_length=63, pattern=_NAME, description="The OcrJob's namespace.")],
+    name: Annotated[str, Path(max_length=253, pattern=_NAME, description="The OcrJob's name.")],
     principal: TenantDep, services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Documents per page.")] = 100,
     after: Annotated[str, Query(max_length=64, description="The `next` of the previous page.")] = "",
