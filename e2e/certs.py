@@ -93,11 +93,13 @@ def make_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Path:
     return directory
 
 
-def make_serving_cert(directory: Path, cn: str = "localhost") -> tuple[Path, Path, Path]:
-    """A CA and a serving cert for ``localhost``/127.0.0.1: returns (ca.crt, tls.crt, tls.key)."""
+def make_serving_cert(directory: Path, cn: str = "localhost", *, client: bool = False) -> tuple[Path, Path, Path]:
+    """A CA and a serving cert for ``localhost``/127.0.0.1 (with ``client``, good for client
+    authentication too, as mutual TLS between two copies of one program needs): returns
+    (ca.crt, tls.crt, tls.key)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = _ca(directory, "serving-ca", f"{cn}-ca")
-    _leaf(directory, "tls", ca, cn=cn, server=True, ips=("127.0.0.1",), dns=("localhost", cn))
+    _leaf(directory, "tls", ca, cn=cn, server=True, client=client, ips=("127.0.0.1",), dns=("localhost", cn))
     return directory / "serving-ca.crt", directory / "tls.crt", directory / "tls.key"
 
 

@@ -139,6 +139,18 @@ class LocalCluster:
             raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc.stdout
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until each CRD is Established. (``kubectl wait --for=condition`` fails outright on a
+        CRD created so recently that it has no status yet.)"""
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            while self.kubectl("get", "crd", crd, "-o", "jsonpath={.status.conditions[?(@.type=='Established')]"
+                               ".status}", check=False) != "True":
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"CRD {crd} not Established after {timeout:.0f} s:\n"
+                                         + self.kubectl("get", "crd", crd, "-o", "yaml", check=False))
+                time.sleep(0.2)
+
     @contextlib.contextmanager
     def port_forward(self, service_or_pod_name: str, remote_port: int, *args: str, local_port: int | None = None,
                      retries: int = 10):

@@ -117,8 +117,7 @@ spec:
 @pytest.fixture(scope="session")
 def crds(kind_cluster):
     kind_cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    for name in ("ocrclusters.ocrfleet.io", "ocrjobs.ocrfleet.io"):
-        kind_cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    kind_cluster.wait_established("ocrclusters.ocrfleet.io", "ocrjobs.ocrfleet.io")
     return kind_cluster
 
 

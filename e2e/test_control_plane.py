@@ -116,7 +116,7 @@ spec:
 
 def test_crd_schema_is_enforced_by_the_api_server(kind_cluster, namespace):
     kind_cluster.kubectl("apply", "-f", "-", input=WIDGET_CRD)
-    kind_cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.test.ocrfleet.io", "--timeout=30s")
+    kind_cluster.wait_established("widgets.test.ocrfleet.io", timeout=30)
     ok = "apiVersion: test.ocrfleet.io/v1\nkind: Widget\nmetadata: {name: fine}\nspec: {size: 3}\n"
     poll(lambda: kind_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ok, check=False) or None,
          30, "the new resource to be served")
