@@ -5,7 +5,8 @@ local servers no image runs, so it lives beside them rather than in the worker i
 the OCR engine (the local Triton of :mod:`ocrfleet_dev.triton`, or the in-process PyTorch engine),
 a SQLite results store — accepts every document as the API does (:class:`ocrfleet.intake.Intake`;
 the run's documents are one batch, counted together), runs a worker
-over the queue with a progress bar, writes one JSON line per document and prints a summary.
+over the queue with a progress bar (documents and pages done, docs/s and pages/s so far, the ETA at
+that rate), writes one JSON line per document and prints a summary.
 It exits 1 when any document failed, 0 otherwise.
 
 ``ocrfleet samples <dir>`` writes a labelled sample set (:mod:`ocrfleet_dev.docgen`).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import shutil
 import sys
 import tempfile
@@ -125,20 +127,24 @@ def process(args: argparse.Namespace) -> int:
             runner = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
             runner.start()
             columns = (TextColumn("[bold]OCR"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[pages]} pages"),
-                       TimeElapsedColumn())
+                       TextColumn("{task.fields[pace]}"), TimeElapsedColumn())
             with Progress(*columns, console=console, transient=False) as bar:
-                task_id = bar.add_task("ocr", total=len(ids), pages=0)
+                task_id = bar.add_task("ocr", total=len(ids), pages=0, pace="")
+
+                def show() -> None:
+                    counts = progress.read(run)
+                    bar.update(task_id, completed=counts.done, pages=counts.pages,
+                               pace=pace(counts.done, len(ids), counts.pages, time.perf_counter() - started))
+
                 try:
                     while runner.is_alive():
-                        counts = progress.read(run)
-                        bar.update(task_id, completed=counts.done, pages=counts.pages)
+                        show()
                         runner.join(0.2)
                 except KeyboardInterrupt:
                     console.print("[yellow]stopping after the current document…[/]")
                     worker.stop()
                     runner.join()
-                counts = progress.read(run)
-                bar.update(task_id, completed=counts.done, pages=counts.pages)
+                show()
             elapsed = time.perf_counter() - started
             results = [(path, store.get(doc_id)) for path, doc_id in ids]
             client.close()
@@ -152,6 +158,17 @@ def process(args: argparse.Namespace) -> int:
             f.write(_json(line) + "\n")
     _summary(console, results, elapsed, out)
     return 0 if all(r.status == DocumentStatus.SUCCEEDED for _p, r in results) else 1
+
+
+def pace(done: int, total: int, pages: int, elapsed: float) -> str:
+    """The progress line's rate and ETA: ``2.5 docs/s, 4.0 pages/s, ETA 0:00:12`` (the ETA at the
+    rate so far; ``ETA -`` until a document is done, ``done`` at the end)."""
+    if elapsed <= 0 or done == 0:
+        return "- docs/s, - pages/s, ETA -"
+    docs_rate, pages_rate = done / elapsed, pages / elapsed
+    left = max(total - done, 0)
+    eta = "done" if left == 0 else "ETA " + str(dt.timedelta(seconds=round(left / docs_rate)))
+    return f"{docs_rate:.1f} docs/s, {pages_rate:.1f} pages/s, {eta}"
 
 
 def _json(data: dict) -> str:

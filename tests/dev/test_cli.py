@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ocrfleet_dev.cli import main
+from ocrfleet_dev.cli import main, pace
 
 
-def test_samples_then_process_writes_one_json_line_per_document(tmp_path):
+def test_samples_then_process_writes_one_json_line_per_document(tmp_path, capsys):
     samples = tmp_path / "samples"
     assert main(["samples", str(samples), "-n", "4", "--seed", "5"]) == 0
     assert len(list(samples.glob("*.truth.json"))) == 4
@@ -15,6 +15,8 @@ def test_samples_then_process_writes_one_json_line_per_document(tmp_path):
     rc = main(["process", str(samples), "--engine", "replay", "--replay-dir", str(samples), "-o", str(out),
                "--mask", "id_number"])
     assert rc == 0
+    shown = capsys.readouterr().err
+    assert "4/4" in shown and "docs/s" in shown and "pages/s" in shown and "done" in shown, shown
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 4 and all(x["status"] == "succeeded" for x in lines)
     truths = {json.loads(p.read_text())["file"]: json.loads(p.read_text()) for p in samples.glob("*.truth.json")}
@@ -41,3 +43,10 @@ def test_a_bad_file_fails_alone_and_sets_the_exit_code(tmp_path):
     assert main(["process", str(folder), "--engine", "replay", "-o", str(out)]) == 1
     errors = sorted(json.loads(x)["error"]["code"] for x in out.read_text().splitlines())
     assert errors == ["empty_document", "unsupported_type"]
+
+
+def test_the_progress_line_shows_the_rate_so_far_and_the_time_left_at_it():
+    assert pace(0, 10, 0, 3.0) == "- docs/s, - pages/s, ETA -"
+    assert pace(4, 10, 6, 2.0) == "2.0 docs/s, 3.0 pages/s, ETA 0:00:03"
+    assert pace(10, 1000, 10, 60.0) == "0.2 docs/s, 0.2 pages/s, ETA 1:39:00"
+    assert pace(10, 10, 25, 5.0) == "2.0 docs/s, 5.0 pages/s, done"
