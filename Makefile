@@ -29,6 +29,7 @@ system: ## Debian packages: Redis, PostgreSQL, Prometheus (promtool and the e2e 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml worker-image/weights.txt
+	@echo "installing the Python environment $(VENV) (PyTorch, the OCR weights: a few minutes the first time) ..."
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'

@@ -34,6 +34,7 @@ ulimit changes (see that file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -149,6 +151,27 @@ def image_id(tag: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+@contextlib.contextmanager
+def heartbeat(what: str, log, build_log: Path | None = None, every_s: float = 30.0):
+    """Say every ``every_s`` that ``what`` is still going (elapsed time, the build log's last
+    line), so that a first build is not minutes of silence; stops with the block."""
+    done, t0 = threading.Event(), time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(every_s):
+            lines = build_log.read_text(errors="replace").splitlines() if build_log and build_log.exists() else []
+            last = f"; {lines[-1].strip()[:100]}" if lines else ""
+            log(f"  ... still {what}: {time.monotonic() - t0:.0f} s{last}")
+
+    thread = threading.Thread(target=beat, daemon=True, name="build-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 # -- the base ----------------------------------------------------------------------------------
 
 
@@ -165,8 +188,10 @@ def ensure_base(log=print) -> str:
     t0 = time.monotonic()
     tarball = CACHE / "images" / f"{tag.rsplit(':', 1)[1]}.tar"
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                           BASE_SUITE, str(tarball)], capture_output=True, text=True)
+    log(f"bootstrapping the base image {tag} from Debian ...")
+    with heartbeat("bootstrapping the base image", log):
+        proc = subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+                               BASE_SUITE, str(tarball)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ImageBuildError(f"mmdebstrap failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     podman("import", str(tarball), tag)
@@ -208,7 +233,9 @@ def ensure_wheelhouse(base: str, log=print) -> Path:
         [sys.executable, "-m", "pip", "config", "get", "global.cert"], capture_output=True, text=True).stdout.strip()
     if cert and Path(cert).is_file():
         trust = ["--volume", f"{cert}:/etc/ssl/host-ca.pem:ro", "--env", "PIP_CERT=/etc/ssl/host-ca.pem"]
-    podman("run", "--rm", "--network", "host", "--volume", f"{house}:/wheels", *trust, base, "sh", "-c", script)
+    log(f"downloading the images' wheels into {house} ...")
+    with heartbeat("downloading wheels", log):
+        podman("run", "--rm", "--network", "host", "--volume", f"{house}:/wheels", *trust, base, "sh", "-c", script)
     (house / ".complete").write_text("\n".join(wanted))
     log(f"wheelhouse {house}: {len(list(house.glob('*.whl')))} wheels in {time.monotonic() - t0:.0f} s")
     return house
@@ -271,7 +298,7 @@ def build(image: Image, *, base: str, wheels: Path, log=print) -> Built:
     log(f"building {image.name} ({tag}) ...")
     build_log = CACHE / "images" / f"{image.name}.build.log"
     build_log.parent.mkdir(parents=True, exist_ok=True)
-    with open(build_log, "w") as out:
+    with open(build_log, "w") as out, heartbeat(f"building {image.name}", log, build_log):
         proc = subprocess.run(
             ["podman", "build", "--network", "host", "--file", image.dockerfile, "--tag", tag,
              "--build-arg", f"BASE={base}", "--build-arg", "WHEELS=/wheels",
@@ -315,8 +342,9 @@ def build_store(image: StoreImage, log=print) -> Built:
         tarball = CACHE / "images" / f"store-{image.name}-{digest[:16]}.tar"
         tarball.parent.mkdir(parents=True, exist_ok=True)
         include = [f"--include={','.join(image.packages)}"] if image.packages else []
-        proc = subprocess.run(["mmdebstrap", "--variant=minbase", *include, *hooks, BASE_SUITE, str(tarball)],
-                              capture_output=True, text=True)
+        with heartbeat(f"bootstrapping {image.name}", log):
+            proc = subprocess.run(["mmdebstrap", "--variant=minbase", *include, *hooks, BASE_SUITE, str(tarball)],
+                                  capture_output=True, text=True)
         if proc.returncode != 0:
             raise ImageBuildError(f"mmdebstrap ({image.name}) failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         changes = [arg for change in image.changes for arg in ("--change", change)]

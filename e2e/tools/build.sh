@@ -27,12 +27,13 @@ exec 9>"$bin/../build.lock"
 flock 9
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
 
 run() {  # run a build step, keep its output, fail loudly with the tail
   local what=$1; shift
   echo "building $what ..." >&2
   local t0=$SECONDS
-  if ! "$@" >>"$log" 2>&1; then
+  if ! heartbeat_run "$what" "$log" "$@"; then
     echo "error: building $what failed; last lines of $log:" >&2
     tail -n 40 "$log" >&2
     exit 1

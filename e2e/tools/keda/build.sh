@@ -23,13 +23,14 @@ exec 9>"$dir/build.lock"
 flock 9
 log="$dir/build.log"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+source "$(dirname "${BASH_SOURCE[0]}")/../heartbeat.sh"
 src=$(go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
 for cmd in operator adapter; do
   [ -x "$dir/keda-$cmd" ] && continue
   echo "building keda-$cmd $KEDA_VERSION (a large program: several minutes) ..." >&2
   t0=$SECONDS
-  if ! (cd "$src" && go build -trimpath -ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
-        -o "$dir/keda-$cmd.tmp" "./cmd/$cmd") >>"$log" 2>&1; then
+  if ! (cd "$src" && heartbeat_run "keda-$cmd" "$log" go build -v -trimpath \
+        -ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" -o "$dir/keda-$cmd.tmp" "./cmd/$cmd"); then
     echo "error: building keda-$cmd failed; last lines of $log:" >&2
     tail -n 40 "$log" >&2
     exit 1
