@@ -11,7 +11,6 @@ localhost) for as long as :class:`Keda` runs; afterwards the caller puts its own
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -23,11 +22,11 @@ from ocrfleet_dev.localproc import free_port
 
 from e2e.certs import make_serving_cert
 from e2e.operator_helpers import poll
+from e2e.operator_support import APISERVICE, apiservice_manifest
 
 BUILD = Path(__file__).resolve().parent / "tools" / "keda" / "build.sh"
 NAMESPACE = "keda"
 SERVICE = "keda-metrics-local"
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 
 
 def binaries() -> Path:
@@ -101,23 +100,7 @@ class Keda:
             check=False), 120, "KEDA's metrics server to be the Available external metrics APIService")
 
     def _apiservice(self) -> str:
-        return f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: {SERVICE}, namespace: {NAMESPACE}}}
-spec: {{type: ExternalName, externalName: localhost}}
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {{name: {APISERVICE}}}
-spec:
-  group: external.metrics.k8s.io
-  version: v1beta1
-  groupPriorityMinimum: 100
-  versionPriority: 100
-  caBundle: {base64.b64encode(self.ca.read_bytes()).decode()}
-  service: {{name: {SERVICE}, namespace: {NAMESPACE}, port: {self.adapter_port}}}
-"""
+        return apiservice_manifest(self.adapter_port, self.ca, service=SERVICE, namespace=NAMESPACE)
 
     def stop(self) -> None:
         for proc in self.procs.values():

@@ -94,11 +94,13 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def apiservice_manifest(port: int, ca: Path) -> str:
+def apiservice_manifest(port: int, ca: Path, service: str = METRICS_SERVICE, namespace: str = SYSTEM_NAMESPACE) -> str:
+    """The external metrics APIService pointing at a server on this machine's ``port`` (through an
+    ExternalName Service ``namespace/service`` to localhost), its certificate signed by ``ca``."""
     return f"""
 apiVersion: v1
 kind: Service
-metadata: {{name: {METRICS_SERVICE}, namespace: {SYSTEM_NAMESPACE}}}
+metadata: {{name: {service}, namespace: {namespace}}}
 spec: {{type: ExternalName, externalName: localhost}}
 ---
 apiVersion: apiregistration.k8s.io/v1
@@ -110,7 +112,7 @@ spec:
   groupPriorityMinimum: 100
   versionPriority: 100
   caBundle: {base64.b64encode(ca.read_bytes()).decode()}
-  service: {{name: {METRICS_SERVICE}, namespace: {SYSTEM_NAMESPACE}, port: {port}}}
+  service: {{name: {service}, namespace: {namespace}, port: {port}}}
 """
 
 
