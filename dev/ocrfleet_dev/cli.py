@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 SKIP_SUFFIXES = (".truth.json", ".jsonl", ".json", ".txt", ".md")
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def find_documents(paths: list[str]) -> list[Path]:
     """Files named, and files under folders named (recursively), in a stable order."""
@@ -225,6 +227,42 @@ def samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from ocrfleet_dev import capacity
+
+    spec = yaml.safe_load(Path(args.pool).read_text())["spec"]
+    pool = Path(args.pool).resolve()
+    pool = pool.relative_to(ROOT) if pool.is_relative_to(ROOT) else pool
+    if args.pages_per_s is not None:
+        rate, source = args.pages_per_s, "given with --pages-per-s (an assumption until a benchmark measures it)"
+    else:
+        rate, source = capacity.measured_rate(json.loads(Path(args.bench).read_text()))
+    results = {}
+    for peak in (1.0, args.peak):
+        workload = capacity.Workload(args.pages_per_day, peak, pages_per_document=args.pages_per_document)
+        result = capacity.simulate(spec, workload, pages_per_s=rate, startup_s=args.startup_s)
+        results[f"peak_{peak:g}x"] = capacity.as_json(result)
+        print(capacity.render(result, workload, title=f"\n{args.pages_per_day:,.0f} pages a day x {peak:g} "
+                                                      f"through {pool}, {rate:g} pages/s a worker"))
+        print(f"the pool's {result.hpa['maxReplicas']} workers hold this day's busiest hour at "
+              f"{capacity.rate_for_peak(workload, result.hpa['maxReplicas']):.2f} pages/s a worker or more")
+    print(f"\nper-worker rate {source}; profile {args.pages_per_document:g} pages a document, "
+          f"workers serving {args.startup_s:g} s after they are added, the hourly shares "
+          f"{list(capacity.LOAN_PLATFORM_HOURS)} (assumptions)")
+    if args.json:
+        options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "json")}
+        bench = Path(args.bench).resolve()
+        options |= {"pool": str(pool), "bench": str(bench.relative_to(ROOT) if bench.is_relative_to(ROOT) else bench)}
+        record = {"command": "ocrfleet plan", "options": options, "rate_source": source,
+                  "plans": results}
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocrfleet", description="Document OCR on a GPU pool, and locally.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -252,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kinds", default="", help=f"comma-separated subset of {','.join(('id_card', 'bank_statement', 'generic', 'mixed'))}")
     s.add_argument("--clean-fraction", type=float, default=0.4, help="share of documents left undegraded")
     s.set_defaults(func=samples)
+
+    c = sub.add_parser("plan", help="simulate a day's traffic through a pool's scaling: workers, waits, GPU-hours")
+    c.add_argument("--pool", default=str(ROOT / "examples" / "ocrcluster-gpu.yaml"), help="an OcrCluster manifest")
+    c.add_argument("--pages-per-day", type=float, default=600_000)
+    c.add_argument("--peak", type=float, default=3.0, help="the peak day's factor (month-end), planned beside 1x")
+    c.add_argument("--pages-per-document", type=float, default=1.5)
+    c.add_argument("--pages-per-s", type=float, help="one worker's pages/s (default: the latest pipeline benchmark)")
+    c.add_argument("--bench", default=str(ROOT / "bench" / "results" / "pipeline_bench_latest.json"),
+                   help="the pipeline benchmark record the default rate comes from")
+    c.add_argument("--startup-s", type=float, default=60.0, help="seconds from a worker's start to its first page")
+    c.add_argument("--json", help="also write the plan here")
+    c.set_defaults(func=plan)
     return parser
 
 
