@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from ocrfleet_operator import builders
-
 from ocrfleet_dev import capacity
 from ocrfleet_dev.cli import main
+from ocrfleet_operator import builders
 
 
 def hpa(workers: dict) -> capacity.Hpa:
