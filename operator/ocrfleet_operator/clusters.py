@@ -123,6 +123,7 @@ def tick(rt: Runtime, cluster: Mapping, *, now: datetime | None = None) -> dict:
 
     Returns the status written (or that would have been, when unchanged).
     """
+    rt.remember_cluster(cluster)  # its jobs' ticks read it from here, not from the API server
     with metrics.reconcile("OcrCluster"):
         status = _tick(rt, cluster, now=now or datetime.now(UTC))
     metrics.pool_conditions(cluster["metadata"]["namespace"], cluster["metadata"]["name"], status.get("conditions"))

@@ -59,7 +59,7 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
         _expire(rt, job, previous, now)
         return phases.Verdict(current, phases.Reason(previous.get("reason", "AllDocumentsProcessed")),
                               previous.get("message", ""))
-    cluster = rt.kube.get("OcrCluster", ns, spec["clusterRef"]["name"])
+    cluster = rt.cluster(ns, spec["clusterRef"]["name"])
     jkey = job_key(meta)
     counts, source_error = JobCounts(), ""
     if cluster is not None:
@@ -83,6 +83,11 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
                 progress.record_enqueued(jkey, -removed)
         else:
             counts = progress.read(jkey)
+            if current is Phase.RUNNING and _standing_still(counts, previous):
+                if not rt.full_tick_due(meta["uid"], now.timestamp()):
+                    return phases.Verdict(current, phases.Reason(previous["reason"]), previous.get("message", ""))
+            else:
+                rt.full_tick_done(meta["uid"], now.timestamp())
             if not counts.listed or counts.enqueued < counts.total:
                 rt.feeder.submit(meta["uid"], lambda: feed(rt, job, cluster))
             source_error = progress.source_error(jkey)  # a worker could not list the source
@@ -98,6 +103,17 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
             message=verdict.message, counts=counts, uid=meta["uid"], completed_at=conditions.rfc3339(now)))
     _write(rt, job, cluster, verdict, counts, previous, now, on_phase)
     return verdict
+
+
+def _standing_still(counts: JobCounts, previous: Mapping) -> bool:
+    """All enqueued, and no document finished since the status was written: a waiting job.
+    Its full tick (rate, ETA, queue position, a dozen reads) then runs only every
+    :data:`~ocrfleet_operator.runtime.FULL_TICK_EVERY_S`, so that hundreds of waiting jobs cost a
+    Redis read each per tick."""
+    shown = previous.get("counts") or {}
+    return counts.listed and counts.enqueued >= counts.total and (
+        counts.total, counts.enqueued, counts.succeeded, counts.failed) == tuple(
+        shown.get(k) for k in ("total", "enqueued", "succeeded", "failed"))
 
 
 def _write(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts, previous: dict, now,

@@ -7,8 +7,11 @@ URL, the status writer and the registry of queues the metrics adapter reads.
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +27,11 @@ from ocrfleet_operator.settings import OperatorSettings
 from ocrfleet_operator.status import StatusWriter
 
 log = logging.getLogger(__name__)
+
+URL_MAX_AGE_S = 60.0
+"""How long a pool's Redis URL (with a password from a Secret) is used before it is read again."""
+FULL_TICK_EVERY_S = 30.0
+"""A Running job whose counters stand still is ticked in full this often (:func:`ocrfleet_operator.jobs.tick`)."""
 
 
 class Feeder:
@@ -72,7 +80,12 @@ class Runtime:
     kube: Kube
     status: StatusWriter
     _redis: dict[str, redis.Redis] = field(default_factory=dict)
-    _clusters: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, name) -> redis URL
+    _clusters: dict[tuple[str, str], tuple[str, str, float]] = field(default_factory=dict)
+    """(ns, name) -> (Redis URL, the spec.redis it was read for, when): a managed pool's URL
+    holds a password read from a Secret, so it is read again only when spec.redis changes or
+    after :data:`URL_MAX_AGE_S`, not on every job tick."""
+    _bodies: dict[tuple[str, str], tuple[dict, float]] = field(default_factory=dict)
+    _full_ticks: dict[str, float] = field(default_factory=dict)  # job uid -> when it last ticked in full
     feeder: Feeder = field(default_factory=Feeder)
     _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -120,20 +133,46 @@ class Runtime:
 
     def register_cluster(self, cluster: Mapping) -> None:
         meta = cluster["metadata"]
+        key, wanted = (meta["namespace"], meta["name"]), json.dumps(cluster["spec"]["redis"], sort_keys=True)
+        now = time.monotonic()
+        with self._lock:
+            known = self._clusters.get(key)
+        if known is not None and known[1] == wanted and now - known[2] < URL_MAX_AGE_S:
+            return
         url = self.redis_url(cluster)
         with self._lock:
-            self._clusters[(meta["namespace"], meta["name"])] = url
+            self._clusters[key] = (url, wanted, now)
 
     def forget_cluster(self, namespace: str, name: str) -> None:
         with self._lock:
             self._clusters.pop((namespace, name), None)
+            self._bodies.pop((namespace, name), None)
+
+    def remember_cluster(self, cluster: Mapping) -> None:
+        """The OcrCluster as its own handlers last saw it, for its jobs' ticks (:meth:`cluster`)."""
+        meta = cluster["metadata"]
+        with self._lock:
+            self._bodies[(meta["namespace"], meta["name"])] = (copy.deepcopy(dict(cluster)), time.monotonic())
+
+    def cluster(self, namespace: str, name: str) -> dict | None:
+        """The OcrCluster a job names: as its handlers saw it within two reconcile intervals (they
+        run every interval), else read from the API server."""
+        with self._lock:
+            known = self._bodies.get((namespace, name))
+        if known is not None and time.monotonic() - known[1] < 2 * self.settings.reconcile_interval:
+            return known[0]
+        body = self.kube.get("OcrCluster", namespace, name)
+        if body is not None:
+            self.remember_cluster(body)
+        return body
 
     def queue(self, namespace: str, name: str) -> WorkQueue | None:
         """The queue of a known cluster (None if the operator has not seen it)."""
         with self._lock:
-            url = self._clusters.get((namespace, name))
-        if url is None:
+            known = self._clusters.get((namespace, name))
+        if known is None:
             return None
+        url = known[0]
         return WorkQueue(self.redis_for_url(url), keys.pool(namespace, name), max_attempts=self.settings.max_attempts)
 
     def queue_for(self, cluster: Mapping) -> WorkQueue:
@@ -145,6 +184,18 @@ class Runtime:
 
     def progress_for(self, cluster: Mapping) -> JobProgress:
         return JobProgress(self.queue_for(cluster).redis, pool_of(cluster))
+
+    def full_tick_due(self, uid: str, now: float) -> bool:
+        """Whether a job that has not moved is due a full tick (then it is counted from now)."""
+        with self._lock:
+            if now - self._full_ticks.get(uid, float("-inf")) < FULL_TICK_EVERY_S:
+                return False
+            self._full_ticks[uid] = now
+            return True
+
+    def full_tick_done(self, uid: str, now: float) -> None:
+        with self._lock:
+            self._full_ticks[uid] = now
 
     def job_lock(self, uid: str) -> threading.Lock:
         with self._lock:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ocrfleet_operator import builders, clusters, jobs, jobsource, stores
+from ocrfleet_operator.jobsource import job_key
 from ocrfleet_operator.runtime import Feeder, Runtime
 from ocrfleet_operator.settings import OperatorSettings
 
@@ -188,6 +189,24 @@ def test_a_job_of_a_missing_cluster_waits_in_pending_and_starts_once_the_cluster
     assert status["counts"]["total"] == status["counts"]["enqueued"] == 3
     queued = [Task.from_fields(f) for _mid, f in redis_client.xrange(keys.stream(keys.pool(NS, "nightly")))]
     assert [t.source for t in queued] == URLS
+
+
+def test_a_waiting_job_costs_one_read_a_tick_and_catches_up_every_30_s_or_when_a_document_finishes(
+        rt, api, redis_server, redis_client, queue):
+    status = admitted(rt, api, redis_server, {"source": {"urls": URLS}}, now=T0)
+    assert (status["phase"], status["queuePosition"]) == ("Running", 0)
+    job = api.get("OcrJob", NS, "march")
+    queue.enqueue(Task(document_id="other-job-doc", tenant="acme"))  # more work ahead of nothing, behind it
+    calls = len(api.calls)
+    for seconds in (3, 6, 9, 27):
+        assert job_tick(rt, api, now=T0 + timedelta(seconds=seconds))["queuePosition"] == 0
+    assert len(api.calls) == calls, "standing still: no API call, no status write"
+    # the 30 s catch-up sees the pool's queue again
+    assert job_tick(rt, api, now=T0 + timedelta(seconds=31))["queuePosition"] == 1
+    # a finished document is shown at the next tick, whenever that is
+    JobProgress(redis_client, POOL_KEY).record_outcome(job_key(job["metadata"]), "d1", succeeded=True, pages=1,
+                                                       now=(T0 + timedelta(seconds=32)).timestamp())
+    assert job_tick(rt, api, now=T0 + timedelta(seconds=33))["counts"]["succeeded"] == 1
 
 
 def test_url_documents_are_enqueued_once_however_often_the_job_ticks_and_after_a_restart(
