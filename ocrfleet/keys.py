@@ -75,6 +75,12 @@ def job_source_error(cluster: str, job: str) -> str:
     return f"{_prefix(cluster)}:job:{job}:source-error"
 
 
+def progress_sequence(cluster: str) -> str:
+    """A counter bumped with every change to any job's counters in the pool: the operator reads
+    this one key to learn that nothing moved, instead of every job's counters."""
+    return f"{_prefix(cluster)}:progress-seq"
+
+
 def throughput(cluster: str) -> str:
     """A sorted set of recent completion timestamps, for pages/s and ETAs."""
     return f"{_prefix(cluster)}:throughput"

@@ -22,6 +22,7 @@ redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 redis.call('HINCRBY', KEYS[1], 'pages', tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]) - 600)
+redis.call('INCR', KEYS[4])
 return 1
 """
 
@@ -75,7 +76,10 @@ class JobProgress:
         self._record = client.register_script(_RECORD_OUTCOME)
 
     def set_total(self, job: str, total: int) -> None:
-        self.redis.hset(keys.job_progress(self.cluster, job), "total", total)
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job_progress(self.cluster, job), "total", total)
+        pipe.incr(keys.progress_sequence(self.cluster))
+        pipe.execute()
 
     def enqueued_counter(self, job: str) -> tuple[str, str]:
         """The hash and field a job's enqueued count is kept in, for the queue to count each task
@@ -83,14 +87,23 @@ class JobProgress:
         return keys.job_progress(self.cluster, job), "enqueued"
 
     def record_enqueued(self, job: str, n: int = 1) -> None:
-        self.redis.hincrby(keys.job_progress(self.cluster, job), "enqueued", n)
+        pipe = self.redis.pipeline()
+        pipe.hincrby(keys.job_progress(self.cluster, job), "enqueued", n)
+        pipe.incr(keys.progress_sequence(self.cluster))
+        pipe.execute()
+
+    def sequence(self) -> int:
+        """The pool's progress sequence (:func:`ocrfleet.keys.progress_sequence`): it moves whenever a
+        document of any job finishes, a job's total is set or its enqueued count is corrected;
+        enqueueing new tasks does not move it (the operator reads counters while a job is fed)."""
+        return int(self.redis.get(keys.progress_sequence(self.cluster)) or 0)
 
     def record_outcome(self, job: str, document_id: str, *, succeeded: bool, pages: int = 0,
                        now: float) -> bool:
         """Count a document's final outcome once; returns False if it was counted before."""
         counted = self._record(
             keys=[keys.job_progress(self.cluster, job), keys.job_done(self.cluster, job),
-                  keys.throughput(self.cluster)],
+                  keys.throughput(self.cluster), keys.progress_sequence(self.cluster)],
             args=[document_id, str(SUCCEEDED if succeeded else FAILED), pages, now, f"{document_id}:{now}"],
         )
         return bool(counted)

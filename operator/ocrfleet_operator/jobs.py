@@ -82,10 +82,15 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
             if removed:  # they go back in on resume
                 progress.record_enqueued(jkey, -removed)
         else:
+            seq = rt.progress_sequence(cluster, now.timestamp()) if current is Phase.RUNNING else None
+            unchanged = phases.Verdict(current, phases.Reason(previous.get("reason", "Processing")),
+                                       previous.get("message", ""))
+            if seq is not None and rt.job_quiet(meta["uid"], seq, now.timestamp()):
+                return unchanged  # nothing in the pool moved: not even this job's counters are read
             counts = progress.read(jkey)
-            if current is Phase.RUNNING and _standing_still(counts, previous):
-                if not rt.full_tick_due(meta["uid"], now.timestamp()):
-                    return phases.Verdict(current, phases.Reason(previous["reason"]), previous.get("message", ""))
+            if seq is not None and _standing_still(counts, previous):
+                if not rt.full_tick_due(meta["uid"], seq, now.timestamp()):
+                    return unchanged
             else:
                 rt.full_tick_done(meta["uid"], now.timestamp())
             if not counts.listed or counts.enqueued < counts.total:
@@ -108,8 +113,9 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
 def _standing_still(counts: JobCounts, previous: Mapping) -> bool:
     """All enqueued, and no document finished since the status was written: a waiting job.
     Its full tick (rate, ETA, queue position, a dozen reads) then runs only every
-    :data:`~ocrfleet_operator.runtime.FULL_TICK_EVERY_S`, so that hundreds of waiting jobs cost a
-    Redis read each per tick."""
+    :data:`~ocrfleet_operator.runtime.FULL_TICK_EVERY_S`, and while the pool's progress sequence
+    stands still its counters are not read either: hundreds of waiting jobs cost one Redis read
+    a second for the pool."""
     shown = previous.get("counts") or {}
     return counts.listed and counts.enqueued >= counts.total and (
         counts.total, counts.enqueued, counts.succeeded, counts.failed) == tuple(

@@ -105,6 +105,8 @@ class JobPhases:
     def set(self, namespace: str, uid: str, phase: str) -> None:
         with self._lock:
             before = self._phases.get(uid)
+            if before == (namespace, phase):
+                return  # the same phase each tick: folding every job of the namespace again is O(jobs)
             self._phases[uid] = (namespace, phase)
             self._fold({namespace} | ({before[0]} if before else set()))
 

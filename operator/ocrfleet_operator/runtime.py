@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 URL_MAX_AGE_S = 60.0
 """How long a pool's Redis URL (with a password from a Secret) is used before it is read again."""
+SEQUENCE_MAX_AGE_S = 1.0
+"""A pool's progress sequence is read at most this often, for all its jobs together."""
 FULL_TICK_EVERY_S = 30.0
 """A Running job whose counters stand still is ticked in full this often (:func:`ocrfleet_operator.jobs.tick`)."""
 
@@ -85,7 +87,9 @@ class Runtime:
     holds a password read from a Secret, so it is read again only when spec.redis changes or
     after :data:`URL_MAX_AGE_S`, not on every job tick."""
     _bodies: dict[tuple[str, str], tuple[dict, float]] = field(default_factory=dict)
-    _full_ticks: dict[str, float] = field(default_factory=dict)  # job uid -> when it last ticked in full
+    _quiet: dict[str, tuple[int | None, float]] = field(default_factory=dict)
+    """job uid -> (the pool's progress sequence when it was last seen standing still, its last full tick)"""
+    _sequences: dict[str, tuple[int, float]] = field(default_factory=dict)  # pool -> (sequence, read at)
     feeder: Feeder = field(default_factory=Feeder)
     _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -185,17 +189,37 @@ class Runtime:
     def progress_for(self, cluster: Mapping) -> JobProgress:
         return JobProgress(self.queue_for(cluster).redis, pool_of(cluster))
 
-    def full_tick_due(self, uid: str, now: float) -> bool:
-        """Whether a job that has not moved is due a full tick (then it is counted from now)."""
+    def progress_sequence(self, cluster: Mapping, now: float) -> int:
+        """The pool's progress sequence, read at most once a second (of ``now``) for all its jobs."""
+        key = pool_of(cluster)
         with self._lock:
-            if now - self._full_ticks.get(uid, float("-inf")) < FULL_TICK_EVERY_S:
-                return False
-            self._full_ticks[uid] = now
-            return True
+            known = self._sequences.get(key)
+        if known is not None and 0 <= now - known[1] < SEQUENCE_MAX_AGE_S:
+            return known[0]
+        seq = self.progress_for(cluster).sequence()
+        with self._lock:
+            self._sequences[key] = (seq, now)
+        return seq
+
+    def job_quiet(self, uid: str, seq: int, now: float) -> bool:
+        """The job stood still when last read, nothing in its pool moved since, and its 30 s full
+        tick is not due: nothing to read."""
+        with self._lock:
+            known = self._quiet.get(uid)
+        return known is not None and known[0] == seq and now - known[1] < FULL_TICK_EVERY_S
+
+    def full_tick_due(self, uid: str, seq: int, now: float) -> bool:
+        """The job stands still at ``seq``: whether its full tick is due (counted from now if so)."""
+        with self._lock:
+            last_full = self._quiet.get(uid, (None, float("-inf")))[1]
+            due = now - last_full >= FULL_TICK_EVERY_S
+            self._quiet[uid] = (seq, now if due else last_full)
+            return due
 
     def full_tick_done(self, uid: str, now: float) -> None:
+        """The job moved: ticked in full now, and not quiet."""
         with self._lock:
-            self._full_ticks[uid] = now
+            self._quiet[uid] = (None, now)
 
     def job_lock(self, uid: str) -> threading.Lock:
         with self._lock:
