@@ -87,8 +87,12 @@ def unavailable(detail: str, retry_after: int = 5) -> Problem:
                    headers={"Retry-After": str(retry_after)})
 
 
+PROBLEM: dict[str, Any] = {"model": ProblemDetails}
+"""An error response in a route's ``responses`` (:mod:`ocrfleet_api.openapi` gives every 4xx and
+5xx its ``application/problem+json`` content)."""
+
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProblemDetails, "content": {MEDIA_TYPE: {}}, "description": text}
+    status: {**PROBLEM, "description": text}
     for status, text in {
         400: "The request body could not be parsed",
         401: "No valid API key or signature",

@@ -13,8 +13,8 @@ from ocrfleet_api import metrics
 from ocrfleet_api.auth import Principal
 from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep
 from ocrfleet_api.idempotency import IdempotencyKey
-from ocrfleet_api.problems import RESPONSES, Problem
-from ocrfleet_api.routers.documents import _PROBLEM, UPLOAD_RESPONSES, accept_once
+from ocrfleet_api.problems import PROBLEM, RESPONSES, Problem
+from ocrfleet_api.routers.documents import UPLOAD_RESPONSES, accept_once
 from ocrfleet_api.schemas import BatchAccepted, BatchDocument, BatchStatus, SubmitOptions
 from ocrfleet_api.services import Services
 from ocrfleet_api.submission import accept_documents, options_from_form
@@ -76,7 +76,7 @@ def _accept_batch(services: Services, principal: Principal, documents: list[Rece
 
 
 @router.get("/{batch_id}", response_model=BatchStatus, summary="A batch's progress, its documents paged",
-            responses={404: {**_PROBLEM, "description": "No such batch for this tenant"}})
+            responses={404: {**PROBLEM, "description": "No such batch for this tenant"}})
 async def get_batch(
     batch_id: Annotated[str, Path(description="The id its submission answered.")],
     principal: TenantDep, services: ServicesDep,

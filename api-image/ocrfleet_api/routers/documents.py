@@ -16,7 +16,7 @@ from ocrfleet_api import metrics
 from ocrfleet_api.auth import Principal, read_body
 from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep, json_body, parse_json
 from ocrfleet_api.idempotency import IdempotencyKey, fingerprint
-from ocrfleet_api.problems import RESPONSES, Problem, ProblemDetails
+from ocrfleet_api.problems import PROBLEM, RESPONSES, Problem
 from ocrfleet_api.schemas import BatchAccepted, CacheCheck, DocumentAccepted, UrlSubmission
 from ocrfleet_api.services import Services
 from ocrfleet_api.submission import accept_documents, check_options, options_from_form
@@ -24,12 +24,11 @@ from ocrfleet_api.uploads import fetch_document, receive_form
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=RESPONSES)
 
-_PROBLEM = {"model": ProblemDetails, "content": {"application/problem+json": {}}}
 UPLOAD_RESPONSES = {
-    400: {**_PROBLEM, "description": "Malformed multipart body"},
-    409: {**_PROBLEM, "description": "A request with this Idempotency-Key is still running"},
-    413: {**_PROBLEM, "description": "Over a cap: bytes, pixels or pages"},
-    415: {**_PROBLEM, "description": "Not a supported document type (by its magic bytes)"},
+    400: {**PROBLEM, "description": "Malformed multipart body"},
+    409: {**PROBLEM, "description": "A request with this Idempotency-Key is still running"},
+    413: {**PROBLEM, "description": "Over a cap: bytes, pixels or pages"},
+    415: {**PROBLEM, "description": "Not a supported document type (by its magic bytes)"},
 }
 _SUBMIT_FORM = {
     "type": "object",
@@ -124,7 +123,7 @@ async def _receive_and_accept(request: Request, principal, services: Services) -
 
 
 @router.post("/check-cache", response_model=DocumentResult, summary="Look up a result by content hash",
-             responses={404: {**_PROBLEM, "description": "Not processed before: upload the document"}},
+             responses={404: {**PROBLEM, "description": "Not processed before: upload the document"}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": CacheCheck.model_json_schema()}}}})
 async def check_cache(principal: TenantDep, services: ServicesDep,
@@ -152,7 +151,7 @@ async def check_cache(principal: TenantDep, services: ServicesDep,
 
 
 @router.get("/{document_id}", response_model=DocumentResult, summary="A document's status and result",
-            responses={404: {**_PROBLEM, "description": "No such document for this tenant"}})
+            responses={404: {**PROBLEM, "description": "No such document for this tenant"}})
 async def get_document(document_id: Annotated[str, Path(description="The id its submission answered.")],
                        principal: TenantDep, services: ServicesDep) -> DocumentResult:
     """Status and, once processed, the structured result page by page, masked per the document's policy."""

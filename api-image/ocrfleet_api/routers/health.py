@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from ocrfleet_api.deps import ServicesDep
-from ocrfleet_api.problems import Problem, ProblemDetails, unavailable
+from ocrfleet_api.problems import PROBLEM, Problem, unavailable
 from ocrfleet_api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -22,7 +22,7 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, summary="Readiness: Redis and the database answer",
-            responses={503: {"model": ProblemDetails, "content": {"application/problem+json": {}}}})
+            responses={503: PROBLEM})
 async def readyz(services: ServicesDep) -> Health:
     checks: dict[str, str] = {}
     try:

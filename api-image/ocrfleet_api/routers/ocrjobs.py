@@ -16,8 +16,7 @@ from ocrfleet.intake import job_tenant
 from ocrfleet.masking import MaskPolicy, mask_result
 from ocrfleet.store import ResultStore
 from ocrfleet_api.deps import ServicesDep, TenantDep
-from ocrfleet_api.problems import RESPONSES, Problem
-from ocrfleet_api.routers.documents import _PROBLEM
+from ocrfleet_api.problems import PROBLEM, RESPONSES, Problem
 from ocrfleet_api.schemas import JobResults
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/ocrjobs", tags=["ocrjobs"], responses=RESPONSES)
@@ -26,7 +25,7 @@ _NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 @router.get("/{name}/results", response_model=JobResults, summary="An OcrJob's results, paged",
-            responses={404: {**_PROBLEM, "description": "No such job this key may read"}})
+            responses={404: {**PROBLEM, "description": "No such job this key may read"}})
 async def get_job_results(
     namespace: Annotated[str, Path(max_length=63, pattern=_NAME, description="The OcrJob's namespace.")],
     name: Annotated[str, Path(max_length=253, pattern=_NAME, description="The OcrJob's name.")],
