@@ -159,6 +159,7 @@ def cleanup(rt: Runtime, job: Mapping) -> int:
     """The job is being deleted: drop its waiting entries and its counters."""
     meta = job["metadata"]
     metrics.forget_job(meta["uid"])
+    rt.forget_job(meta["uid"])
     metrics.job_documents(meta["namespace"], meta["name"], running=False)
     cluster = rt.kube.get("OcrCluster", meta["namespace"], job["spec"]["clusterRef"]["name"])
     if cluster is None:

@@ -221,6 +221,11 @@ class Runtime:
         with self._lock:
             self._quiet[uid] = (None, now)
 
+    def forget_job(self, uid: str) -> None:
+        """The job is deleted: drop what its ticks kept here."""
+        with self._lock:
+            self._quiet.pop(uid, None)
+
     def job_lock(self, uid: str) -> threading.Lock:
         with self._lock:
             return self._job_locks.setdefault(uid, threading.Lock())
