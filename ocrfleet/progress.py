@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ocrfleet import keys
 from ocrfleet.lifecycle import FAILED, SUCCEEDED
+from ocrfleet.queue import QUEUE_MARK
 
 if TYPE_CHECKING:
     import redis
@@ -38,6 +39,8 @@ class JobCounts:
     pages: int = 0
     listed: bool = False
     """The job's total is known (its source was listed); read with the counts, in one step."""
+    queue_mark: int | None = None
+    """Where the job's first document went into its stream (:meth:`ocrfleet.queue.WorkQueue.waiting_ahead`)."""
 
     @property
     def done(self) -> int:
@@ -121,7 +124,7 @@ class JobProgress:
         data = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
         return JobCounts(total=data.get("total", 0), enqueued=data.get("enqueued", 0),
                          succeeded=data.get(SUCCEEDED, 0), failed=data.get(FAILED, 0),
-                         pages=data.get("pages", 0), listed="total" in data)
+                         pages=data.get("pages", 0), listed="total" in data, queue_mark=data.get(QUEUE_MARK))
 
     def pages_per_second(self, *, now: float, window: float = 60.0) -> float:
         """Documents finished per second over the last ``window`` seconds, pool-wide."""

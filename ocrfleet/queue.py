@@ -170,13 +170,36 @@ def depth_from_replies(replies: list) -> QueueDepth:
     return QueueDepth(waiting=max(total - in_flight, 0), in_flight=in_flight)
 
 
+QUEUE_MARK = "queue_mark"
+"""The field, in a counter's hash, of how many entries the stream had taken in before the first
+one counted there (:meth:`WorkQueue.waiting_ahead`)."""
+
 # Adds the message only if its dedupe key was never seen: SADD and XADD (and, when a counter is
-# named, its increment) in one step, so no crash can leave a message in without its count.
+# named, its increment) in one step, so no crash can leave a message in without its count. The
+# first message counted also marks its place in the stream: the stream's entries-added before it.
 _ENQUEUE_ONCE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return false end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-if KEYS[3] then redis.call('HINCRBY', KEYS[3], ARGV[2], 1) end
+if KEYS[3] and redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then redis.call('HSET', KEYS[3], '""" + QUEUE_MARK + """', info[i + 1] - 1) end
+  end
+end
 return id
+"""
+
+# Entries deleted before any worker took them are never counted by the group's entries-read when
+# workers pass them, so every later place would read that many too high: count them as read now.
+_PASSED_OVER = """
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local read = f['entries-read'] or (f['last-delivered-id'] == '0-0' and 0)
+  if f['name'] == ARGV[1] and read then
+    redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], f['last-delivered-id'], 'ENTRIESREAD', read + tonumber(ARGV[2]))
+  end
+end
 """
 
 
@@ -197,6 +220,7 @@ class WorkQueue:
         self.claim_idle_ms = claim_idle_ms
         self.streams = [keys.stream(cluster, p) for p in keys.PRIORITIES]
         self._enqueue_once = client.register_script(_ENQUEUE_ONCE)
+        self._passed_over = client.register_script(_PASSED_OVER)
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -375,6 +399,36 @@ class WorkQueue:
         pipe = queue_depth_commands(self.redis.pipeline(transaction=False), self.cluster)
         return depth_from_replies(pipe.execute(raise_on_error=False))
 
+    def waiting_ahead(self, priority: str, mark: int | None) -> int:
+        """Entries waiting ahead of one: every waiting entry of the more urgent priorities, and of
+        ``priority`` those the stream took in before it (``mark``: its entries-added then) that no
+        worker has taken yet (the group's entries-read). Entries that arrive later never count,
+        so a waiting job's position only moves when workers take work or urgent work arrives.
+        Entries removed before any worker took them (:meth:`remove_waiting`) are counted as read
+        at once, so jobs behind them are placed right and those between the group and them may
+        read up to that many too low (never below 0) until workers pass them. Without a mark, or
+        when Redis cannot tell how far the group has read, every waiting entry of ``priority``
+        counts."""
+        urgent = keys.PRIORITIES[:keys.PRIORITIES.index(priority)]
+        pipe = self.redis.pipeline(transaction=False)
+        for p in (*urgent, priority):
+            pipe.xlen(keys.stream(self.cluster, p))
+            pipe.xpending(keys.stream(self.cluster, p), keys.CONSUMER_GROUP)
+        pipe.xinfo_groups(keys.stream(self.cluster, priority))
+        replies = pipe.execute(raise_on_error=False)
+        groups = replies.pop()
+        ahead_urgent = depth_from_replies(replies[:-2]).waiting if urgent else 0
+        own = depth_from_replies(replies[-2:]).waiting
+        read = None
+        if not isinstance(groups, Exception):
+            group = next((g for g in groups if _text(g.get("name")) == keys.CONSUMER_GROUP), {})
+            read = group.get("entries-read")
+            if read is None and _text(group.get("last-delivered-id")) == "0-0":
+                read = 0  # a group that has delivered nothing yet reports no entries-read
+        if mark is None or read is None:
+            return ahead_urgent + own
+        return ahead_urgent + min(max(mark - int(read), 0), own)
+
     def in_flight_by_consumer(self) -> dict[str, int]:
         """Entries each consumer (a worker pod) holds, over all priorities."""
         held: dict[str, int] = {}
@@ -411,7 +465,9 @@ class WorkQueue:
                 if _text(fields.get(b"job", fields.get("job", b""))) == job and _text(mid) not in pending
             }
             if doomed:
-                removed += int(self.redis.xdel(name, *doomed))
+                gone = int(self.redis.xdel(name, *doomed))
+                self._passed_over(keys=[name], args=[keys.CONSUMER_GROUP, gone])
+                removed += gone
                 if dedupe_set is not None:
                     self.redis.srem(dedupe_set, *doomed.values())
         return removed

@@ -228,7 +228,7 @@ def new_job(name: str = "samples", *, cluster: str = "minimal", generation: int 
 
 def job_step(job: Object, counts: JobCounts, previous: dict | None = None, *, cluster_found: bool = True,
              source_error: str = "", now: datetime = NOW, pages_per_second: float | None = None,
-             queue_depth: int | None = None) -> dict:
+             queue_ahead: int | None = None) -> dict:
     """One tick of :mod:`ocrfleet_operator.jobs`: the next phase, and the status written for it."""
     live = defaulted(job, "ocrjobs")
     previous = previous or {}
@@ -239,7 +239,7 @@ def job_step(job: Object, counts: JobCounts, previous: dict | None = None, *, cl
         max_failed_fraction=spec["failurePolicy"]["maxFailedFraction"], source_error=source_error)
     pool = defaulted(new_cluster(spec["clusterRef"]["name"]), "ocrclusters") if cluster_found else None
     status = jobstatus.job_status(live, pool, verdict, counts, previous, now, pages_per_second=pages_per_second,
-                                  queue_depth=queue_depth)
+                                  queue_ahead=queue_ahead)
     return merge_patch(previous, status)  # what the object shows after the patch
 
 
@@ -271,7 +271,7 @@ def job_cases() -> list[Case]:
         Case("OcrJob", "running", "13 of 40 documents done", with_status(j, running)),
         Case("OcrJob", "running-with-eta", "running at the pool's measured rate, behind other jobs' pages",
              then(JobCounts(total=40, enqueued=40, succeeded=20, failed=1, pages=31, listed=True),
-                  pages_per_second=0.25, queue_depth=64)),
+                  pages_per_second=0.25, queue_ahead=45)),
         Case("OcrJob", "suspended", "spec.suspend set while it ran",
              then(JobCounts(total=40, enqueued=13, succeeded=12, failed=1, pages=19, listed=True), job=suspended_job)),
         Case("OcrJob", "succeeded", "every document read",

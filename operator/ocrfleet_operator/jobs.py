@@ -126,12 +126,12 @@ def _write(rt: Runtime, job, cluster, verdict: phases.Verdict, counts: JobCounts
            on_phase) -> dict:
     """Write the job's status through the one writer; post an Event when the phase changes."""
     meta = job["metadata"]
-    rate = depth = None
+    rate = ahead = None
     if cluster is not None and verdict.phase is Phase.RUNNING:
         rate = rt.progress_for(cluster).pages_per_second(now=now.timestamp())
-        depth = rt.queue_for(cluster).depth().total
+        ahead = rt.queue_for(cluster).waiting_ahead(job["spec"]["priority"], counts.queue_mark)
     status = jobstatus.job_status(job, cluster, verdict, counts, previous, now, pages_per_second=rate,
-                                  queue_depth=depth)
+                                  queue_ahead=ahead)
     metrics.job_documents(meta["namespace"], meta["name"], verdict.phase is Phase.RUNNING, counts.total, counts.done)
     changed_phase = verdict.phase.value != previous.get("phase")
     rt.status.write("OcrJob", meta["namespace"], meta["name"], meta["uid"], previous, status, urgent=changed_phase)

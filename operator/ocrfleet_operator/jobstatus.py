@@ -13,8 +13,9 @@ from ocrfleet_operator.phases import Phase
 
 def job_status(job: Mapping, cluster: Mapping | None, verdict: phases.Verdict, counts: JobCounts,
                previous: Mapping, now: datetime, *, pages_per_second: float | None = None,
-               queue_depth: int | None = None) -> dict:
-    """The status to write; the rate and queue depth are the pool's, read while the job runs."""
+               queue_ahead: int | None = None) -> dict:
+    """The status to write; the rate and the documents waiting ahead of the job
+    (:meth:`~ocrfleet.queue.WorkQueue.waiting_ahead`) are the pool's, read while the job runs."""
     ts = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     status: dict = {
         "observedGeneration": job["metadata"].get("generation"),
@@ -31,12 +32,11 @@ def job_status(job: Mapping, cluster: Mapping | None, verdict: phases.Verdict, c
         status["completionTime"] = ts
         status["startTime"] = previous.get("startTime") or ts
         status["etaSeconds"] = status["queuePosition"] = None  # null removes them (a merge patch)
-    if pages_per_second is not None and queue_depth is not None:
+    if pages_per_second is not None and queue_ahead is not None:
         rate = round(pages_per_second, 3)
-        ahead = max(queue_depth - counts.in_flight, 0)
         status["pagesPerSecond"] = rate
-        status["queuePosition"] = ahead
-        eta = phases.eta_seconds(counts, queue_ahead=ahead, pages_per_second=rate)
+        status["queuePosition"] = queue_ahead
+        eta = phases.eta_seconds(counts, queue_ahead=queue_ahead, pages_per_second=rate)
         if eta is not None:
             status["etaSeconds"] = eta
     status["conditions"] = conditions.merge(previous.get("conditions") or [], phases.job_conditions(verdict),

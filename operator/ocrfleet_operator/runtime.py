@@ -86,7 +86,8 @@ class Runtime:
     """(ns, name) -> (Redis URL, the spec.redis it was read for, when): a managed pool's URL
     holds a password read from a Secret, so it is read again only when spec.redis changes or
     after :data:`URL_MAX_AGE_S`, not on every job tick."""
-    _bodies: dict[tuple[str, str], tuple[dict, float]] = field(default_factory=dict)
+    _bodies: dict[tuple[str, str], tuple[dict | None, float]] = field(default_factory=dict)
+    """(ns, name) -> (the OcrCluster as its handlers last saw it, when); None once it was deleted"""
     _quiet: dict[str, tuple[int | None, float]] = field(default_factory=dict)
     """job uid -> (the pool's progress sequence when it was last seen standing still, its last full tick)"""
     _sequences: dict[str, tuple[int, float]] = field(default_factory=dict)  # pool -> (sequence, read at)
@@ -148,9 +149,11 @@ class Runtime:
             self._clusters[key] = (url, wanted, now)
 
     def forget_cluster(self, namespace: str, name: str) -> None:
+        """The pool is deleted: its jobs see no cluster until its handlers see one again (a
+        deleting pool still exists in the API server while its delete handler runs)."""
         with self._lock:
             self._clusters.pop((namespace, name), None)
-            self._bodies.pop((namespace, name), None)
+            self._bodies[(namespace, name)] = (None, time.monotonic())
 
     def remember_cluster(self, cluster: Mapping) -> None:
         """The OcrCluster as its own handlers last saw it, for its jobs' ticks (:meth:`cluster`)."""
@@ -160,10 +163,10 @@ class Runtime:
 
     def cluster(self, namespace: str, name: str) -> dict | None:
         """The OcrCluster a job names: as its handlers saw it within two reconcile intervals (they
-        run every interval), else read from the API server."""
+        run every interval), else read from the API server; None once its delete handler ran."""
         with self._lock:
             known = self._bodies.get((namespace, name))
-        if known is not None and time.monotonic() - known[1] < 2 * self.settings.reconcile_interval:
+        if known is not None and (known[0] is None or time.monotonic() - known[1] < 2 * self.settings.reconcile_interval):
             return known[0]
         body = self.kube.get("OcrCluster", namespace, name)
         if body is not None:

@@ -211,3 +211,37 @@ def test_enqueue_new_counts_each_task_in_the_step_that_enqueues_it(redis_client)
     assert q.enqueue_new(tasks, dedupe_set=dedupe, count_in=progress.enqueued_counter("ns.job")) == 1
     assert progress.read("ns.job").enqueued == 4 and q.depth().total == 4
     assert q.enqueue_new(tasks[:1], dedupe_set=dedupe) == 0 and progress.read("ns.job").enqueued == 4
+
+
+def test_a_jobs_place_counts_only_the_work_ahead_of_it_and_moves_only_when_workers_take_work(redis_client):
+    """Three jobs fed one after another, then API work of every priority: the middle job's place
+    is the first job's waiting documents plus any urgent work, never what arrived after it."""
+    from ocrfleet import intake
+    from ocrfleet.progress import JobProgress
+
+    q, progress = WorkQueue(redis_client, "pool"), JobProgress(redis_client, "pool")
+    for job, n in (("ns.first", 4), ("ns.middle", 3), ("ns.last", 5)):
+        template = Task(document_id=f"00000000-0000-4000-8000-{len(job):012d}", tenant="ocrjob:ns", job=job)
+        intake.enqueue_job(q, progress, job, intake.document_tasks(template, [f"{job}/{i}" for i in range(n)]))
+    place = lambda job: q.waiting_ahead("normal", progress.read(job).queue_mark)  # noqa: E731
+    assert [place(j) for j in ("ns.first", "ns.middle", "ns.last")] == [0, 4, 7]
+    q.enqueue(task(100, priority="low"))
+    q.enqueue(task(101))  # after every job: behind all of them
+    assert [place(j) for j in ("ns.first", "ns.middle", "ns.last")] == [0, 4, 7], "later work is not ahead"
+    q.enqueue(task(102, priority="high"))
+    assert place("ns.middle") == 5, "urgent work is taken first, whenever it came"
+
+    for _ in range(3):  # the high one, then two of the first job's
+        q.ack(q.read("w1", count=1)[0])
+    assert (place("ns.first"), place("ns.middle"), place("ns.last")) == (0, 2, 5)
+    assert q.waiting_ahead("normal", None) == 2 + 3 + 5 + 1, "no mark: every waiting entry of its priority"
+
+    assert q.remove_waiting("ns.first") == 2  # deleted before any worker took them
+    assert (place("ns.middle"), place("ns.last")) == (0, 3)
+    got = q.read("w1", count=1)
+    assert got[0].task.job == "ns.middle"
+    assert (place("ns.middle"), place("ns.last")) == (0, 2), "workers passing the removed entries count right"
+    q.remove_waiting("ns.last")
+    later = Task(document_id="00000000-0000-4000-8000-000000000099", tenant="ocrjob:ns", job="ns.later")
+    intake.enqueue_job(q, progress, "ns.later", intake.document_tasks(later, ["x"]))
+    assert place("ns.later") == 2 + 1, "the middle job's two and the API's one: nothing removed still counts"

@@ -18,7 +18,7 @@ NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
 def test_a_running_job_shows_progress_rate_eta_and_where_its_results_are():
     counts = JobCounts(total=100, enqueued=100, succeeded=40, failed=2)
     status = job_status(JOB, make_cluster(namespace="loans"), Verdict(Phase.RUNNING, Reason.PROCESSING, "42/100"),
-                        counts, {}, NOW, pages_per_second=2.0, queue_depth=80)
+                        counts, {}, NOW, pages_per_second=2.0, queue_ahead=22)
     assert status["counts"] == {"total": 100, "enqueued": 100, "succeeded": 40, "failed": 2, "inFlight": 58,
                                 "done": 42}
     assert status["startTime"] == "2026-12-01T10:00:00Z" and "completionTime" not in status

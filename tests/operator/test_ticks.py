@@ -196,7 +196,8 @@ def test_a_waiting_job_costs_no_reads_and_catches_up_every_30_s_or_when_a_docume
     status = admitted(rt, api, redis_server, {"source": {"urls": URLS}}, now=T0)
     assert (status["phase"], status["queuePosition"]) == ("Running", 0)
     job = api.get("OcrJob", NS, "march")
-    queue.enqueue(Task(document_id="other-job-doc", tenant="acme"))  # more work ahead of nothing, behind it
+    queue.enqueue(Task(document_id="later-doc", tenant="acme"))  # arrived after the job: never ahead of it
+    queue.enqueue(Task(document_id="urgent-doc", tenant="acme", priority="high"))  # taken first: ahead of it
     calls = len(api.calls)
     reads = lambda: redis_client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0)  # noqa: E731
     before = reads()
@@ -204,7 +205,7 @@ def test_a_waiting_job_costs_no_reads_and_catches_up_every_30_s_or_when_a_docume
         assert job_tick(rt, api, now=T0 + timedelta(seconds=seconds))["queuePosition"] == 0
     assert len(api.calls) == calls, "standing still: no API call, no status write"
     assert reads() - before == 1, "its counters are read once; then the pool's sequence says nothing moved"
-    # the 30 s catch-up sees the pool's queue again
+    # the 30 s catch-up sees the urgent work ahead
     assert job_tick(rt, api, now=T0 + timedelta(seconds=31))["queuePosition"] == 1
     # a finished document is shown at the next tick, whenever that is
     JobProgress(redis_client, POOL_KEY).record_outcome(job_key(job["metadata"]), "d1", succeeded=True, pages=1,
