@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 
 from ocrfleet import keys
 from ocrfleet.lifecycle import FAILED, SUCCEEDED
-from ocrfleet.queue import QUEUE_MARK
 
 if TYPE_CHECKING:
     import redis
+
+QUEUE_MARK = "queue_mark"
+"""The field, in a job's progress hash, of how many entries its stream had taken in before the
+job's first document (:meth:`ocrfleet.queue.WorkQueue.waiting_ahead`)."""
 
 _RECORD_OUTCOME = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from redis import exceptions as redis_errors
 
 from ocrfleet import keys
+from ocrfleet.progress import QUEUE_MARK
 
 if TYPE_CHECKING:
     import redis
@@ -169,10 +170,6 @@ def depth_from_replies(replies: list) -> QueueDepth:
         in_flight += int(pending["pending"])
     return QueueDepth(waiting=max(total - in_flight, 0), in_flight=in_flight)
 
-
-QUEUE_MARK = "queue_mark"
-"""The field, in a counter's hash, of how many entries the stream had taken in before the first
-one counted there (:meth:`WorkQueue.waiting_ahead`)."""
 
 # Adds the message only if its dedupe key was never seen: SADD and XADD (and, when a counter is
 # named, its increment) in one step, so no crash can leave a message in without its count. The
