@@ -4,12 +4,15 @@ garbage collection, examples and validation."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from ocrfleet_dev import coretypes
+from ocrfleet_dev.localproc import RedisServer
 
 from e2e.kstatus import kstatus
 from e2e.operator_helpers import get_json, poll, with_redis
@@ -111,6 +114,30 @@ def test_cluster_children_status_drift_and_garbage_collection(kind_cluster, ns, 
     kind_cluster.kubectl("delete", "ocrcluster", "pool", "-n", ns, "--timeout=60s")
     poll(lambda: not get("deployments,hpa,pdb,services,replicasets,pods")["items"], 60,
          "the children to be garbage-collected")
+
+
+def test_a_pool_whose_redis_hangs_is_still_deleted_promptly(kind_cluster, ns):
+    """A frozen Redis (SIGSTOP: connections open, no answers) holds each of the pool's ticks for
+    the client's 5 s timeout; the delete must not then wait out kopf's 60 s daemon polling."""
+    with RedisServer() as frozen:
+        apply(kind_cluster, ns, with_redis(CLUSTER, frozen.url))
+        kind_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+            "apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrJob", "metadata": {"name": "waiting"},
+            "spec": {"clusterRef": {"name": "pool"}, "source": {"urls": ["https://documents.example.internal/a.png"]}}}))
+        poll(lambda: (get_json(kind_cluster, "ocrjob", "waiting", "-n", ns) or {}).get("status", {})
+             .get("counts", {}).get("enqueued") == 1, 30, "the job's document enqueued")
+        frozen.process.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(6)  # both of the pool's timers are now (or were just) stuck in a Redis call
+            t0 = time.monotonic()
+            kind_cluster.kubectl("delete", "ocrcluster", "pool", "-n", ns, "--timeout=60s")
+            took = time.monotonic() - t0
+        finally:
+            frozen.process.proc.send_signal(signal.SIGCONT)
+    assert took < 30, f"deleting a pool with a hung Redis took {took:.1f} s"
+    job = poll(lambda: (s := get_json(kind_cluster, "ocrjob", "waiting", "-n", ns)["status"]).get("reason") == "ClusterNotFound"
+               and s, 30, "the pool's job to see its pool gone")
+    assert "spec.clusterRef" in job["message"], job
 
 
 def test_unschedulable_workers_make_the_cluster_degraded(kind_cluster, ns, operator_redis):

@@ -80,6 +80,10 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     settings.posting.level = logging.WARNING  # Events for warnings; phase changes post their own
     settings.posting.reporting_component = "ocrfleet-operator"
     settings.execution.max_workers = 8
+    # A deleted pool's finalizer waits for its timers to exit; a sync tick caught mid-run would
+    # otherwise be polled again only after kopf's default 60 s (the pool seen stuck deleting).
+    settings.background.instant_exit_timeout = 0.5
+    settings.background.cancellation_polling = 1.0
     for _group, _version, plural, _kind in CHILDREN:
         settings.watching.label_selectors[plural] = CHILD_SELECTOR
 
