@@ -85,11 +85,11 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
             seq = rt.progress_sequence(cluster, now.timestamp()) if current is Phase.RUNNING else None
             unchanged = phases.Verdict(current, phases.Reason(previous.get("reason", "Processing")),
                                        previous.get("message", ""))
-            if seq is not None and rt.job_quiet(meta["uid"], seq, now.timestamp()):
+            if seq is not None and rt.job_quiet(meta["uid"], pool_of(cluster), seq, now.timestamp()):
                 return unchanged  # nothing in the pool moved: not even this job's counters are read
             counts = progress.read(jkey)
             if seq is not None and _standing_still(counts, previous):
-                if not rt.full_tick_due(meta["uid"], seq, now.timestamp()):
+                if not rt.full_tick_due(meta["uid"], pool_of(cluster), seq, now.timestamp()):
                     return unchanged
             else:
                 rt.full_tick_done(meta["uid"], now.timestamp())
@@ -113,7 +113,8 @@ def _tick(rt: Runtime, job: Mapping, *, now: datetime, on_phase) -> phases.Verdi
 def _standing_still(counts: JobCounts, previous: Mapping) -> bool:
     """All enqueued, and no document finished since the status was written: a waiting job.
     Its full tick (rate, ETA, queue position, a dozen reads) then runs only every
-    :data:`~ocrfleet_operator.runtime.FULL_TICK_EVERY_S`, and while the pool's progress sequence
+    :data:`~ocrfleet_operator.runtime.FULL_TICK_EVERY_S` (every
+    :data:`~ocrfleet_operator.runtime.SETTLED_FULL_TICK_EVERY_S` once the pool has settled), and while the pool's progress sequence
     stands still its counters are not read either: hundreds of waiting jobs cost one Redis read
     a second for the pool."""
     shown = previous.get("counts") or {}

@@ -33,7 +33,13 @@ URL_MAX_AGE_S = 60.0
 SEQUENCE_MAX_AGE_S = 1.0
 """A pool's progress sequence is read at most this often, for all its jobs together."""
 FULL_TICK_EVERY_S = 30.0
-"""A Running job whose counters stand still is ticked in full this often (:func:`ocrfleet_operator.jobs.tick`)."""
+"""A Running job whose counters stand still is ticked in full this often (:func:`ocrfleet_operator.jobs.tick`)
+while its pool finishes documents: the pool's rate and the job's place and ETA move."""
+SETTLED_AFTER_S = 90.0
+"""A pool whose progress sequence stood still this long (past the 60 s window of its rate) has
+settled: its waiting jobs' status cannot change but by urgent work arriving ahead of them."""
+SETTLED_FULL_TICK_EVERY_S = 300.0
+"""A waiting job of a settled pool is ticked in full this often."""
 
 
 class Feeder:
@@ -90,7 +96,8 @@ class Runtime:
     """(ns, name) -> (the OcrCluster as its handlers last saw it, when); None once it was deleted"""
     _quiet: dict[str, tuple[int | None, float]] = field(default_factory=dict)
     """job uid -> (the pool's progress sequence when it was last seen standing still, its last full tick)"""
-    _sequences: dict[str, tuple[int, float]] = field(default_factory=dict)  # pool -> (sequence, read at)
+    _sequences: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    """pool -> (its progress sequence, when it was read, when it was first seen at that value)"""
     feeder: Feeder = field(default_factory=Feeder)
     _job_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -201,21 +208,30 @@ class Runtime:
             return known[0]
         seq = self.progress_for(cluster).sequence()
         with self._lock:
-            self._sequences[key] = (seq, now)
+            since = known[2] if known is not None and known[0] == seq else now
+            self._sequences[key] = (seq, now, since)
         return seq
 
-    def job_quiet(self, uid: str, seq: int, now: float) -> bool:
-        """The job stood still when last read, nothing in its pool moved since, and its 30 s full
-        tick is not due: nothing to read."""
+    def _full_tick_every(self, pool: str, now: float) -> float:
+        with self._lock:
+            known = self._sequences.get(pool)
+        settled = known is not None and now - known[2] >= SETTLED_AFTER_S
+        return SETTLED_FULL_TICK_EVERY_S if settled else FULL_TICK_EVERY_S
+
+    def job_quiet(self, uid: str, pool: str, seq: int, now: float) -> bool:
+        """The job stood still when last read, nothing in its pool moved since, and its full tick
+        is not due: nothing to read."""
         with self._lock:
             known = self._quiet.get(uid)
-        return known is not None and known[0] == seq and now - known[1] < FULL_TICK_EVERY_S
+        return known is not None and known[0] == seq and now - known[1] < self._full_tick_every(pool, now)
 
-    def full_tick_due(self, uid: str, seq: int, now: float) -> bool:
-        """The job stands still at ``seq``: whether its full tick is due (counted from now if so)."""
+    def full_tick_due(self, uid: str, pool: str, seq: int, now: float) -> bool:
+        """The job stands still at ``seq``: whether its full tick is due (counted from now if so):
+        every 30 s while the pool finishes documents, every 300 s once it settled."""
+        every = self._full_tick_every(pool, now)
         with self._lock:
             last_full = self._quiet.get(uid, (None, float("-inf")))[1]
-            due = now - last_full >= FULL_TICK_EVERY_S
+            due = now - last_full >= every
             self._quiet[uid] = (seq, now if due else last_full)
             return due
 

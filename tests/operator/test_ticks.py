@@ -213,6 +213,21 @@ def test_a_waiting_job_costs_no_reads_and_catches_up_every_30_s_or_when_a_docume
     assert job_tick(rt, api, now=T0 + timedelta(seconds=33))["counts"]["succeeded"] == 1
 
 
+def test_a_waiting_job_of_a_settled_pool_is_ticked_in_full_every_300_s(rt, api, redis_server, redis_client, queue):
+    """Nothing finished for longer than the rate's window: its status cannot change but by urgent
+    work arriving, so its full tick (and its catch-up of that work) comes every 300 s."""
+    admitted(rt, api, redis_server, {"source": {"urls": URLS}}, now=T0)
+    for seconds in range(3, 100, 3):  # the pool stands still past SETTLED_AFTER_S
+        job_tick(rt, api, now=T0 + timedelta(seconds=seconds))
+    queue.enqueue(Task(document_id="urgent-doc", tenant="acme", priority="high"))
+    reads = lambda: redis_client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0)  # noqa: E731
+    before = reads()
+    for seconds in range(100, 390, 3):
+        assert job_tick(rt, api, now=T0 + timedelta(seconds=seconds))["queuePosition"] == 0
+    assert reads() == before, "settled: no counter read for 300 s"
+    assert job_tick(rt, api, now=T0 + timedelta(seconds=393))["queuePosition"] == 1
+
+
 def test_url_documents_are_enqueued_once_however_often_the_job_ticks_and_after_a_restart(
         operator, api, redis_server, redis_client):
     first = operator()
