@@ -5,7 +5,9 @@ the CRDs, starts Redis and the operator (``python -m ocrfleet_operator``, a subp
 its pod), creates one OcrCluster, and applies ``--jobs`` OcrJobs (each over a folder of
 ``--docs`` small files) in one ``kubectl apply``. Then:
 
-1. **apply -> Running**: per job, from the apply to the first watch event showing it Running;
+1. **apply -> Running**: per job, from the apply to the first watch event showing it Running,
+   and the operator's own part apart from kubectl's: from the job's first watch event (the API
+   server has stored it) to Running;
 2. **steady**: ``--steady`` seconds with nothing happening (no worker): the operator should
    write no status at all;
 3. **drain**: the bench plays the worker (reads, records the outcome, acks every document on
@@ -28,6 +30,9 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -62,6 +67,7 @@ class JobWatch:
         self.status: dict[str, str] = {}
         self.changed_fields: dict[str, int] = {}  # top-level status fields, per write that changed them
         self.phase_seen: dict[tuple[str, str], float] = {}
+        self.created_seen: dict[str, float] = {}  # the first event of each job: the API server has it
         self.status_writes: list[float] = []
         self.events = 0
         self._stop = threading.Event()
@@ -85,6 +91,7 @@ class JobWatch:
                 status = json.dumps(obj.get("status") or {}, sort_keys=True)
                 with self.lock:
                     self.events += 1
+                    self.created_seen.setdefault(name, now)
                     before = json.loads(self.status.get(name, "{}"))
                     if status != self.status.get(name, json.dumps({})):
                         self.status_writes.append(now)
@@ -142,6 +149,44 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class QuietProfile:
+    """py-spy sampling the operator through the quiet window (where py-spy is installed), summed
+    into the functions the samples were in, their own time and with what they called."""
+
+    def __init__(self, proc: subprocess.Popen, out: Path, duration: float) -> None:
+        self.proc, self.out, self.duration = proc, out, duration
+
+    @classmethod
+    def start(cls, pid: int, duration: float) -> QuietProfile | None:
+        spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if spy is None:
+            return None
+        out = Path(tempfile.mkdtemp(prefix="ocrfleet-opspy-")) / "raw.txt"
+        proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, int(duration) - 1)),
+                                 "--rate", "50", "--format", "raw", "--nonblocking", "--output", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return cls(proc, out, duration)
+
+    def summary(self, top: int = 15) -> dict:
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        own: dict[str, int] = {}
+        within: dict[str, int] = {}
+        total = 0
+        for line in self.out.read_text().splitlines() if self.out.exists() else []:
+            stack, _, count = line.rpartition(" ")
+            frames = [f.split(" (")[0] for f in stack.split(";")]
+            total += int(count)
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+            for name in set(frames):
+                within[name] = within.get(name, 0) + int(count)
+        ranked = lambda d: dict(sorted(d.items(), key=lambda kv: -kv[1])[:top])  # noqa: E731
+        return {"rate_hz": 50, "samples": total, "own": ranked(own), "including_callees": ranked(within),
+                "note": "samples of every thread, idle waits included (select/epoll are threads at rest)"}
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
@@ -220,9 +265,17 @@ def _measure(cluster, op, sampler, jw, redis_url, source, jobs, docs, steady_s) 
     t_running = time.monotonic()
     cpu_running = sampler.cpu_s()
     to_running = [t - t0 for t in running.values()]
+    with jw.lock:  # the operator's own part: from the job existing (its first watch event) to Running
+        own = [t - jw.created_seen[name] for name, t in running.items() if name in jw.created_seen]
 
     steady_start = time.monotonic()
-    time.sleep(steady_s)  # a measured quiet window: nothing changes, so nothing should be written
+    profiler = QuietProfile.start(op.proc.pid, steady_s)
+    slices, last = [], sampler.cpu_s()  # a measured quiet window: nothing changes, so nothing should be written
+    while (left := steady_start + steady_s - time.monotonic()) > 0:
+        time.sleep(min(30.0, left))
+        now_cpu = sampler.cpu_s()
+        slices.append({"from_s": round(30.0 * len(slices)), "cores": round((now_cpu - last) / min(30.0, max(left, 1e-3)), 4)})
+        last = now_cpu
     steady_end = time.monotonic()
     cpu_steady = sampler.cpu_s()
 
@@ -237,6 +290,7 @@ def _measure(cluster, op, sampler, jw, redis_url, source, jobs, docs, steady_s) 
         "documents_processed": processed,
         "apply_call_s": round(t_applied - t0, 2),
         "apply_to_running_s": percentiles(to_running),
+        "created_to_running_s": percentiles(own),
         "all_running_s": round(t_running - t0, 2),
         "status_writes": {
             "apply_to_all_running": jw.writes_between(t0, t_running + 0.001),
@@ -255,10 +309,12 @@ def _measure(cluster, op, sampler, jw, redis_url, source, jobs, docs, steady_s) 
         "operator": {
             "cpu_s_apply_to_running": round(cpu_running - cpu0, 2),
             "cpu_s_steady": round(cpu_steady - cpu_running, 2),
+            "cores_steady_by_30_s": slices,
             "cpu_s_drain": round(cpu_done - cpu_steady, 2),
             "cpu_s_total": round(cpu_done, 2),
             "peak_rss_mib": round(sampler.peak_rss / 2**20, 1),
         },
+        "steady_profile": profiler.summary() if profiler else "py-spy not installed: no profile",
         "operator_settings": {f: getattr(OperatorSettings(), f) for f in (
             "reconcile_interval", "job_progress_interval", "status_min_interval")},
     }
