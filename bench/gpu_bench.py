@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHAPES = {"det": (3, 736, 736), "cls": (3, 48, 192), "rec": (3, 48, 320)}
+#: Each network's input per item, as served (ocrfleet_worker.model.ends): uint8 pages, float32 strips.
+SHAPES = {"det": (736, 736, 3), "cls": (3, 48, 192), "rec": (3, 48, 320)}
 BATCHES = (1, 2, 4, 8, 16)
 
 
@@ -83,7 +84,10 @@ def networks_part(networks, device: str, budget: Budget, *, repeats: int) -> dic
             if budget.left() < 5:
                 out[role][str(batch)] = "skipped: out of time"
                 continue
-            x = torch.from_numpy(rng.random((batch, *shape), dtype=np.float32)).to(device)
+            if role == "det":
+                x = torch.from_numpy(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)).to(device)
+            else:
+                x = torch.from_numpy(rng.random((batch, *shape), dtype=np.float32)).to(device)
             if device == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()

@@ -115,7 +115,7 @@ def test_triton_round_trips_are_counted_by_model(scrape):
     networks.classify(np.zeros((10, 3, 48, 192), dtype=np.float32))  # two requests: 8 + 2
     networks.client.fail = True
     with pytest.raises(Exception, match="unavailable"):
-        networks.detect(np.zeros((1, 3, 32, 32), dtype=np.float32))
+        networks.detect(np.zeros((1, 32, 32, 3), dtype=np.uint8))
     after = scrape()
 
     def delta(name, **labels):

@@ -14,7 +14,12 @@ from ocrfleet_worker.model.reader import as_bgr, sideways_rotation
 
 
 def _prepared(h: int, w: int) -> detect.DetectorInput:
-    return detect.DetectorInput(np.zeros((1, 3, h, w), np.float32), 1.0, 1.0, w, h)
+    return detect.DetectorInput(np.zeros((1, h, w, 3), np.uint8), 1.0, 1.0, w, h)
+
+
+def _served(probability: np.ndarray) -> np.ndarray:
+    """A probability map as the detector serves it: uint8, probability x 255."""
+    return np.rint(probability * 255).astype(np.uint8)
 
 
 def test_network_size_is_a_multiple_of_32_and_respects_both_limits():
@@ -29,7 +34,7 @@ def test_boxes_from_probability_finds_a_rotated_line_and_grows_it_back():
     prob = np.zeros((320, 640), np.float32)
     shrunk = cv2.boxPoints(((320, 160), (300, 20), 5.0)).astype(np.int32)  # a line 5° askew
     cv2.fillPoly(prob, [shrunk], 0.9)
-    boxes = detect.boxes_from_probability(prob, _prepared(320, 640), detect.DetectorSettings())
+    boxes = detect.boxes_from_probability(_served(prob), _prepared(320, 640), detect.DetectorSettings())
     assert len(boxes) == 1
     quad = boxes[0].quad
     width = np.linalg.norm(quad[0] - quad[1])
@@ -44,14 +49,14 @@ def test_faint_regions_and_specks_are_dropped():
     prob = np.zeros((200, 200), np.float32)
     cv2.rectangle(prob, (10, 10), (150, 30), 0.35, -1)  # above binary, below box threshold
     prob[100:102, 100:102] = 0.99  # a speck
-    assert detect.boxes_from_probability(prob, _prepared(200, 200), detect.DetectorSettings()) == []
+    assert detect.boxes_from_probability(_served(prob), _prepared(200, 200), detect.DetectorSettings()) == []
 
 
 def test_boxes_scale_back_to_page_pixels():
     prob = np.zeros((64, 128), np.float32)
     cv2.rectangle(prob, (20, 20), (100, 40), 1.0, -1)
-    prepared = detect.DetectorInput(np.zeros((1, 3, 64, 128), np.float32), 2.0, 3.0, 256, 192)
-    quad = detect.boxes_from_probability(prob, prepared, detect.DetectorSettings())[0].quad
+    prepared = detect.DetectorInput(np.zeros((1, 64, 128, 3), np.uint8), 2.0, 3.0, 256, 192)
+    quad = detect.boxes_from_probability(_served(prob), prepared, detect.DetectorSettings())[0].quad
     assert quad[:, 0].max() > 128 and quad[:, 1].max() > 64
     assert quad[:, 0].max() <= 255 and quad[:, 1].max() <= 191
 
@@ -123,26 +128,25 @@ def test_directions_read_the_two_class_output():
 # --- recognition ----------------------------------------------------------------------------
 
 
-def _one_hot(ids: list[int], classes: int, p: float = 0.9) -> np.ndarray:
-    out = np.full((len(ids), classes), (1 - p) / (classes - 1), np.float32)
-    out[np.arange(len(ids)), ids] = p
-    return out
+def _best(ids: list[int], p: float = 0.9) -> np.ndarray:
+    """What the recogniser serves per step: the best class and its probability."""
+    return np.stack([np.array(ids, np.float32), np.full(len(ids), p, np.float32)], axis=1)
 
 
 def test_ctc_merges_repeats_drops_blanks_and_keeps_doubled_letters():
     decoder = recognize.CtcDecoder(["a", "b", "l"])  # classes: blank, a, b, l, space
     # "b a l l" needs a blank between the two l's; the last class is the space
     ids = [0, 2, 2, 0, 1, 3, 3, 0, 3, 4, 1, 0]
-    (reading,) = decoder.decode(_one_hot(ids, 5)[None])
+    (reading,) = decoder.decode(_best(ids)[None])
     assert reading.text == "ball a"
     assert reading.confidence == pytest.approx(0.9, abs=1e-6)
-    (empty,) = decoder.decode(_one_hot([0, 0, 0], 5)[None])
+    (empty,) = decoder.decode(_best([0, 0, 0])[None])
     assert empty.text == "" and empty.confidence == 0.0
 
 
 def test_ctc_rejects_a_dictionary_that_does_not_match_the_network():
     with pytest.raises(ValueError, match="dictionary"):
-        recognize.CtcDecoder(["a"]).decode(_one_hot([5], 9)[None])
+        recognize.CtcDecoder(["a"]).decode(_best([5])[None])
 
 
 def test_batches_group_similar_widths_and_round_them_up():

@@ -102,7 +102,7 @@ def test_an_unreachable_triton_server_is_an_outage_not_a_bad_document():
         TritonEngine(url, timeout_s=5)
     # past start-up: the server goes away mid-run
     with pytest.raises(DependencyUnavailable, match="unavailable"):
-        TritonNetworks(url, timeout_s=5).detect(np.zeros((1, 3, 32, 32), dtype=np.float32))
+        TritonNetworks(url, timeout_s=5).detect(np.zeros((1, 32, 32, 3), dtype=np.uint8))
 
 
 def test_a_document_slower_than_the_claim_timeout_stays_with_its_live_worker(redis_client, store, tmp_path):

@@ -3,8 +3,10 @@
 Every model in this repository (``ocr_det``, ``ocr_cls``, ``ocr_rec``) runs this same file as its
 ``1/model.py``. It loads ``model.<device>.pt`` from the version directory (placed there by
 ``python -m ocrfleet_worker.triton_repository render``), once per instance, on the instance's
-device: the GPU Triton assigned for ``KIND_GPU``, the CPU otherwise. Its input is ``x``
-(float32, N x 3 x H x W) and its output ``y``.
+device: the GPU Triton assigned for ``KIND_GPU``, the CPU otherwise. Its input is ``x`` and its
+output ``y``, of the dtypes the config declares: ``ocr_det`` takes uint8 pages N x H x W x 3 and
+gives a uint8 map N x H x W; ``ocr_cls`` and ``ocr_rec`` take float32 N x 3 x 48 x W (the
+networks' served ends, ``ocrfleet_worker.model.ends``).
 
 With dynamic batching Triton hands ``execute`` several requests at once; requests of equal shape
 are concatenated into one batch for the network and the result split back per request.
@@ -53,10 +55,10 @@ class TritonPythonModel:
         for members in groups.values():
             batch = torch.from_numpy(np.ascontiguousarray(np.concatenate([inputs[i] for i in members])))
             batch = batch.to(self.device)
-            if self.channels_last:
+            if self.channels_last and batch.dtype == torch.float32:  # pages come NHWC already
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                result = self.module(batch).float().cpu().numpy()
+                result = self.module(batch).cpu().numpy()
             start = 0
             for i in members:
                 count = inputs[i].shape[0]

@@ -108,8 +108,10 @@ class TritonNetworks:
 
         parts = []
         for start in range(0, len(batch), self.max_batch_size):
-            chunk = np.ascontiguousarray(batch[start : start + self.max_batch_size], dtype=np.float32)
-            request = self._grpc.InferInput("x", list(chunk.shape), "FP32")
+            chunk = np.ascontiguousarray(batch[start : start + self.max_batch_size])
+            request = self._grpc.InferInput("x", list(chunk.shape), "UINT8" if chunk.dtype == np.uint8 else "FP32")
+            if chunk.dtype != np.uint8:
+                chunk = chunk.astype(np.float32, copy=False)
             request.set_data_from_numpy(chunk)
             sent = time.perf_counter()
             try:

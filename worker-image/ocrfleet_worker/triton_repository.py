@@ -40,15 +40,21 @@ MODEL_FILE = "torchscript_model.py"
 class ModelSpec:
     role: str
     """Which converted network: det, cls or rec."""
+    input_type: str
     input_dims: tuple[int, ...]
+    output_type: str
     output_dims: tuple[int, ...]
     about: str
 
 
+#: The served ends of each network (ocrfleet_worker.model.ends), without the batch dimension.
 MODELS: dict[str, ModelSpec] = {
-    "ocr_det": ModelSpec("det", (3, -1, -1), (1, -1, -1), "PP-OCRv4 text detection (DB): page -> text probability map"),
-    "ocr_cls": ModelSpec("cls", (3, 48, 192), (2,), "PP-OCR text direction: line crop -> [upright, upside down]"),
-    "ocr_rec": ModelSpec("rec", (3, 48, -1), (-1, 6625), "PP-OCRv4 recognition (CTC): line strip -> class probabilities"),
+    "ocr_det": ModelSpec("det", "UINT8", (-1, -1, 3), "UINT8", (-1, -1),
+                         "PP-OCRv4 text detection (DB): uint8 BGR page -> text probability x 255"),
+    "ocr_cls": ModelSpec("cls", "FP32", (3, 48, 192), "FP32", (2,),
+                         "PP-OCR text direction: line crop -> [upright, upside down]"),
+    "ocr_rec": ModelSpec("rec", "FP32", (3, 48, -1), "FP32", (-1, 2),
+                         "PP-OCRv4 recognition (CTC): line strip -> best class and its probability per step"),
 }
 
 
@@ -83,8 +89,8 @@ def render_config(name: str, settings: TritonModelSettings) -> str:
         f'name: "{name}"',
         'backend: "python"',
         f"max_batch_size: {settings.max_batch_size}",
-        f'input [ {{ name: "x", data_type: TYPE_FP32, dims: [ {dims(spec.input_dims)} ] }} ]',
-        f'output [ {{ name: "y", data_type: TYPE_FP32, dims: [ {dims(spec.output_dims)} ] }} ]',
+        f'input [ {{ name: "x", data_type: TYPE_{spec.input_type}, dims: [ {dims(spec.input_dims)} ] }} ]',
+        f'output [ {{ name: "y", data_type: TYPE_{spec.output_type}, dims: [ {dims(spec.output_dims)} ] }} ]',
     ]
     if settings.dynamic_batching:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {settings.max_queue_delay_us} }}")

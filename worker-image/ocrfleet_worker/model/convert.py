@@ -21,6 +21,8 @@ batch size and width:
 Then :mod:`~ocrfleet_worker.model.fuse` folds the backbones' scalar affines into their
 convolutions and fuses the spelt-out hard-swish, which onnxruntime does on load and PyTorch
 does not — without it the converted recogniser ran about 2x slower than onnxruntime on a CPU.
+Each network is traced inside its served ends (:mod:`~ocrfleet_worker.model.ends`: uint8
+pages and maps for detection, the best class per step for recognition).
 
 Everything is cached under ``${OCRFLEET_CACHE:-~/.cache/ocrfleet}/models/<key>/`` where the key
 hashes the ONNX files, the torch version and this converter's version; the directory is
@@ -48,20 +50,13 @@ import numpy as np
 from ocrfleet_worker.model import fuse
 
 #: Bumped whenever the conversion changes what it writes; part of the cache key.
-CONVERTER_VERSION = 4
+CONVERTER_VERSION = 5
 
 #: The three networks, by role, and their file names inside the rapidocr wheel.
 ONNX_FILES: dict[str, str] = {
     "det": "ch_PP-OCRv4_det_infer.onnx",
     "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
     "rec": "ch_PP-OCRv4_rec_infer.onnx",
-}
-
-#: Example inputs used to trace each network (batch, channels, height, width).
-TRACE_SHAPES: dict[str, tuple[int, int, int, int]] = {
-    "det": (1, 3, 640, 640),
-    "cls": (2, 3, 48, 192),
-    "rec": (2, 3, 48, 320),
 }
 
 KEYS_FILE = "ppocr_keys.txt"
@@ -187,14 +182,16 @@ def to_torch(model):
 
 
 def trace(module, role: str, device: str = "cpu"):
-    """TorchScript of ``module`` on ``device``, traced at the role's example shape."""
+    """TorchScript of ``module`` with its served ends (:mod:`~ocrfleet_worker.model.ends`) on
+    ``device``, traced at the role's example input."""
     import torch
 
-    module = module.to(device).eval()
-    example = torch.rand(TRACE_SHAPES[role], device=device)
+    from ocrfleet_worker.model import ends
+
+    module = ends.wrap(module, role).to(device).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, example, check_trace=False)
+        traced = torch.jit.trace(module, ends.example(role, device), check_trace=False)
     return torch.jit.freeze(traced.eval())
 
 
@@ -287,7 +284,8 @@ def _publish(staging: Path, directory: Path) -> None:
 
 
 def reference_outputs(role: str, batch: np.ndarray, source: Path | None = None, threads: int = 1) -> np.ndarray:
-    """The same network run by onnxruntime (for checks and benchmarks)."""
+    """The bare ONNX network run by onnxruntime (for checks and benchmarks): float32 N x 3 x H x W
+    in, the network's own output (no served ends) out."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

@@ -48,9 +48,10 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class DetectorInput:
-    """The normalised network input (1, 3, H, W) and the scale back to page pixels."""
+    """The page at the network's size, uint8 (1, H, W, 3) BGR, and the scale back to page pixels
+    (the network normalises it itself: :class:`~ocrfleet_worker.model.ends.PageDetector`)."""
 
-    tensor: np.ndarray
+    pages: np.ndarray
     scale_x: float
     scale_y: float
     page_width: int
@@ -66,7 +67,8 @@ class DetectedBox:
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
-    """uint8 HxWx3 → float32 3xHxW in [-1, 1] (PP-OCR's mean 0.5 / std 0.5)."""
+    """uint8 HxWx3 → float32 3xHxW in [-1, 1] (PP-OCR's mean 0.5 / std 0.5), for the line
+    networks; the detector takes the uint8 page and does the same inside."""
     return (image.astype(np.float32).transpose(2, 0, 1) * (2.0 / 255.0)) - 1.0
 
 
@@ -84,14 +86,15 @@ def prepare_page(image: np.ndarray, settings: DetectorSettings) -> DetectorInput
     height, width = image.shape[:2]
     net_h, net_w = network_size(height, width, settings)
     resized = image if (net_h, net_w) == (height, width) else cv2.resize(image, (net_w, net_h))
-    return DetectorInput(normalise(resized)[None], width / net_w, height / net_h, width, height)
+    return DetectorInput(np.ascontiguousarray(resized, dtype=np.uint8)[None], width / net_w, height / net_h,
+                         width, height)
 
 
 def boxes_from_probability(probability: np.ndarray, prepared: DetectorInput,
                            settings: DetectorSettings) -> list[DetectedBox]:
-    """DB post-processing of one page's (H, W) probability map."""
-    probability = np.asarray(probability, dtype=np.float32).reshape(probability.shape[-2:])
-    mask = (probability > settings.binary_threshold).astype(np.uint8)
+    """DB post-processing of one page's (H, W) probability map, uint8: probability x 255."""
+    probability = np.asarray(probability, dtype=np.uint8).reshape(probability.shape[-2:])
+    mask = (probability > settings.binary_threshold * 255).astype(np.uint8)
     if settings.dilate:
         mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -121,13 +124,13 @@ def boxes_from_probability(probability: np.ndarray, prepared: DetectorInput,
 
 
 def mean_inside(probability: np.ndarray, corners: np.ndarray) -> float:
-    """Mean probability inside a polygon, computed on its bounding window only."""
+    """Mean probability (0-1) inside a polygon of the uint8 map, on its bounding window only."""
     h, w = probability.shape
     x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w - 1, h - 1])
     x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int), 0, [w - 1, h - 1])
     window = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
     cv2.fillPoly(window, [(corners - [x0, y0]).astype(np.int32)], 1)
-    return float(cv2.mean(probability[y0 : y1 + 1, x0 : x1 + 1], window)[0])
+    return float(cv2.mean(probability[y0 : y1 + 1, x0 : x1 + 1], window)[0]) / 255.0
 
 
 def unclip(corners: np.ndarray, ratio: float) -> np.ndarray | None:

@@ -52,7 +52,8 @@ def configure_torch(threads: int) -> None:
 
 
 class TorchNetworks:
-    """Detection, direction and recognition TorchScript modules on one device."""
+    """Detection, direction and recognition TorchScript modules on one device; inputs and outputs
+    as :class:`~ocrfleet_worker.model.reader.Networks` says (uint8 pages, float32 strips)."""
 
     def __init__(self, settings: TorchSettings | None = None) -> None:
         import torch
@@ -74,15 +75,16 @@ class TorchNetworks:
     def _run(self, role: str, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        tensor = tensor.contiguous(memory_format=torch.channels_last)  # oneDNN's faster conv layout
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        if tensor.dtype == torch.float32:  # line strips: oneDNN's faster conv layout (pages come NHWC)
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             if self._lock is None:
                 out = self._modules[role](tensor)
             else:
                 with self._lock:
                     out = self._modules[role](tensor)
-        return out.float().cpu().numpy()
+        return out.cpu().numpy()
 
     def detect(self, batch: np.ndarray) -> np.ndarray:
         return self._run("det", batch)

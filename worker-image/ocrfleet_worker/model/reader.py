@@ -36,16 +36,17 @@ from ocrfleet_worker.model import classify, crops, detect, order, recognize
 
 
 class Networks(Protocol):
-    """The three networks, whatever runs them. Inputs are float32 NCHW batches."""
+    """The three networks with their served ends (:mod:`~ocrfleet_worker.model.ends`), whatever
+    runs them."""
 
     def detect(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) → (N, 1, H, W) text probability."""
+        """uint8 (N, H, W, 3) BGR pages → uint8 (N, H, W) text probability x 255."""
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 48, 192) → (N, 2) probability of [upright, upside down]."""
+        """float32 (N, 3, 48, 192) → (N, 2) probability of [upright, upside down]."""
 
     def recognize(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, 48, W) → (N, W / 8, classes) character probability per column."""
+        """float32 (N, 3, 48, W) → (N, W / 8, 2): per column the best class and its probability."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class ModelReader:
 
         tick = time.perf_counter()
         prepared = detect.prepare_page(page, self.settings.detector)
-        probability = self.networks.detect(prepared.tensor)[0]
+        probability = self.networks.detect(prepared.pages)[0]
         boxes = detect.boxes_from_probability(probability, prepared, self.settings.detector)
         timings["detect"] = _ms(tick)
 
@@ -146,8 +147,8 @@ class ModelReader:
         cfg = self.settings.recognizer
         readings: list[recognize.Reading] = [recognize.Reading("", 0.0)] * len(line_crops)
         for batch in recognize.plan_batches(line_crops, cfg):
-            probabilities = self.networks.recognize(recognize.prepare_batch(line_crops, batch, cfg))
-            for i, reading in zip(batch.indices, self.decoder.decode(probabilities), strict=True):
+            best = self.networks.recognize(recognize.prepare_batch(line_crops, batch, cfg))
+            for i, reading in zip(batch.indices, self.decoder.decode(best), strict=True):
                 readings[i] = reading
         return readings
 

@@ -83,10 +83,11 @@ class CtcDecoder:
     def __init__(self, dictionary: Sequence[str]) -> None:
         self.classes = ["", *dictionary, " "]
 
-    def decode(self, probabilities: np.ndarray) -> list[Reading]:
-        """(batch, steps, classes) probabilities → one reading per item."""
-        best = probabilities.argmax(axis=2)
-        best_p = probabilities.max(axis=2)
+    def decode(self, best: np.ndarray) -> list[Reading]:
+        """(batch, steps, 2): each step's best class and its probability
+        (:class:`~ocrfleet_worker.model.ends.BestClass`) → one reading per item."""
+        best_p = best[:, :, 1]
+        best = np.rint(best[:, :, 0]).astype(np.int64)
         readings = []
         for ids, ps in zip(best, best_p, strict=True):
             keep = ids != 0
@@ -96,8 +97,8 @@ class CtcDecoder:
                 readings.append(Reading("", 0.0))
                 continue
             if int(kept.max()) >= len(self.classes):
-                raise ValueError(f"the network emits {probabilities.shape[2]} classes but the dictionary "
-                                 f"has {len(self.classes)}: model and dictionary do not match")
+                raise ValueError(f"the network emits class {int(kept.max())} but the dictionary has "
+                                 f"{len(self.classes)}: model and dictionary do not match")
             text = "".join(self.classes[i] for i in kept)
             readings.append(Reading(text, float(ps[keep].mean())))
         return readings
