@@ -101,24 +101,27 @@ class Intake:
         """
         if batch:
             self.progress.set_total(batch, len(documents))
-        accepted, tasks = [], []
+        accepted, tasks, rows, answered = [], [], [], []
         for incoming in documents:
             blob = incoming.blob
             document_id = uuid.uuid4().hex
             reused = find_reusable(self.store, tenant, blob.sha256, policy,
                                    requested_type=document_type) if incoming.seen_before else None
-            self.store.add_document(DocumentRow(
+            rows.append(DocumentRow(
                 id=document_id, tenant=tenant, sha256=blob.sha256, job=batch or None, filename=incoming.filename,
                 content_type=incoming.content_type, size_bytes=blob.size, requested_type=document_type,
                 mask_fields=policy.names(), status=DocumentStatus.QUEUED))
             if reused is not None:
-                self.store.save_result(document_id, reused.pages, document_type=reused.document_type,
-                                       processing_ms=0.0, cached_from=reused.source)
+                answered.append((document_id, reused))
             else:
                 tasks.append(Task(document_id=document_id, tenant=tenant, blob=blob.ref, sha256=blob.sha256,
                                   job=batch, filename=incoming.filename or "", document_type=document_type,
                                   mask_fields=tuple(policy.names()), priority=priority))
             accepted.append(Accepted(document_id=document_id, blob=blob, cached=reused is not None))
+        self.store.add_documents(rows)  # one statement for the whole request
+        for document_id, reused in answered:
+            self.store.save_result(document_id, reused.pages, document_type=reused.document_type,
+                                   processing_ms=0.0, cached_from=reused.source)
         if tasks:
             self._enqueue(tasks)
             if batch:

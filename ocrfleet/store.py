@@ -126,6 +126,25 @@ def make_engine(url: str) -> Engine:
                          connect_args=connect_args)
 
 
+def _value_or_default(row: DocumentRow, column):
+    """The row's value for ``column``, or the column's Python-side default where it is unset."""
+    value = getattr(row, column.key)
+    if value is None and column.default is not None:
+        return column.default.arg(None) if column.default.is_callable else column.default.arg
+    return value
+
+
+def _dialect_insert(engine: Engine):
+    """The INSERT construct of the engine's dialect, which has ``on_conflict_do_nothing``."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise ValueError(f"unsupported database {engine.dialect.name!r}: ocrfleet stores in PostgreSQL or SQLite")
+    return insert
+
+
 class ResultStore:
     """Documents and their page results. The engine is created by the caller and passed in."""
 
@@ -158,9 +177,17 @@ class ResultStore:
 
     def add_document(self, row: DocumentRow) -> None:
         """Record a submitted document (status ``queued``); a second add of the same id is a no-op."""
-        with self.session() as s:
-            if s.get(DocumentRow, row.id) is None:
-                s.add(row)
+        self.add_documents([row])
+
+    def add_documents(self, rows: list[DocumentRow]) -> None:
+        """Record submitted documents in one statement (``INSERT ... ON CONFLICT DO NOTHING``: an id
+        already recorded is left as it is), without the ORM's read-before-write."""
+        if not rows:
+            return
+        values = [{c.key: _value_or_default(row, c) for c in DocumentRow.__table__.columns} for row in rows]
+        insert = _dialect_insert(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(insert(DocumentRow.__table__).values(values).on_conflict_do_nothing(index_elements=["id"]))
 
     def mark_processing(self, document_id: str, *, attempt: int = 1) -> bool:
         """A worker starts try ``attempt`` of the document; False (nothing changes) once it is
