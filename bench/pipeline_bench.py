@@ -322,6 +322,7 @@ def start_worker(name: str, config: Config, cluster: str, services: Services, tr
         "OCRFLEET_DATABASE_URL": services.database_url, "OCRFLEET_BLOB_ROOT": str(services.blob_root),
         "OCRFLEET_ENGINE": "triton", "OCRFLEET_TRITON_URL": triton_url, "OCRFLEET_CONSUMER_NAME": name,
         "OCRFLEET_BLOCK_MS": "50", "OCRFLEET_LOG_LEVEL": "WARNING",
+        "OCRFLEET_METRICS_PORT": "0",  # several workers on one host: no exposition port to share
         # the worker's own numeric work (OpenCV, numpy) gets its share of the cores
         "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
         "OPENCV_FOR_THREADS_NUM": threads, "OMP_WAIT_POLICY": "PASSIVE",
@@ -409,9 +410,11 @@ def run_config(config: Config, samples: list[Sample], services: Services, redis_
             def wait_done(job_: str, n: int, timeout: float) -> None:
                 deadline = time.monotonic() + timeout
                 while progress.read(job_).done < n:
-                    for proc in workers:
+                    for i, proc in enumerate(workers):
                         if proc.poll() is not None:
-                            raise RuntimeError(f"a worker exited with {proc.returncode}; logs in {services.log_dir}")
+                            log = services.log_dir / f"{cluster}-worker-{i + 1}.log"
+                            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+                            raise RuntimeError(f"worker-{i + 1} exited with {proc.returncode}; its log ends:\n{tail}")
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{job_}: {progress.read(job_).done}/{n} done after {timeout:.0f} s")
                     time.sleep(0.01)  # polling Redis counters written by other processes
