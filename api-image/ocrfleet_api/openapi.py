@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
+from ocrfleet_api.deps import AUTHENTICATING, SELF_AUTHENTICATING
 from ocrfleet_api.problems import MEDIA_TYPE
 
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemDetails"}
@@ -44,6 +46,11 @@ BY_STATUS: dict[str, dict[str, bool]] = {
     "503": {"Retry-After": True},
 }
 
+API_KEY = {  # the two ways to present a key (ocrfleet_api.auth reads both)
+    "HTTPBearer": {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer ofk_...`"},
+    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                     "description": "An API key, alternatively."},
+}
 SIGNING = {  # the names as documented; auth's constants are their lower-case forms
     "SignedTimestamp": ("X-Ocrfleet-Timestamp", "Unix seconds when the request was signed; within the server's window."),
     "SignedContent": ("X-Ocrfleet-Content-SHA256", "Hex SHA-256 of the raw request body (of the empty body for a GET)."),
@@ -62,7 +69,9 @@ def document(app: FastAPI) -> dict[str, Any]:
     """The served document (built once, then cached on the app as FastAPI does)."""
     if app.openapi_schema is None:
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        _security(doc)
+        _security(doc, [route for route in iter_route_contexts(app.routes)
+                        if isinstance(route.original_route, APIRoute) and (
+                            route.endpoint in SELF_AUTHENTICATING or _authenticates(route.dependant))])
         for operation in (op for item in doc["paths"].values() for op in item.values()):
             _responses(operation)
         app.openapi_schema = doc
@@ -82,12 +91,17 @@ def _responses(operation: dict[str, Any]) -> None:
             response["headers"] = headers
 
 
-def _security(doc: dict[str, Any]) -> None:
-    schemes = doc["components"]["securitySchemes"]
+def _authenticates(dependant: Dependant) -> bool:
+    return any(d.call in AUTHENTICATING or _authenticates(d) for d in dependant.dependencies)
+
+
+def _security(doc: dict[str, Any], routes: list) -> None:
+    schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes |= API_KEY
     for name, (header, description) in SIGNING.items():
         schemes[name] = {"type": "apiKey", "in": "header", "name": header, "description": description}
     signed = {name: [] for name in SIGNING}
-    for operation in (op for item in doc["paths"].values() for op in item.values()):
-        if "security" in operation:
-            keys = [next(iter(requirement)) for requirement in operation["security"]]
-            operation["security"] = [{key: []} for key in keys] + [{key: [], **signed} for key in keys]
+    for route in routes:
+        for method in route.methods:
+            operation = doc["paths"][route.path_format][method.lower()]
+            operation["security"] = [{key: []} for key in API_KEY] + [{key: [], **signed} for key in API_KEY]

@@ -14,7 +14,14 @@ from ocrfleet.reuse import find_reusable
 from ocrfleet.store import ResultStore
 from ocrfleet_api import metrics
 from ocrfleet_api.auth import Principal, read_body
-from ocrfleet_api.deps import ServicesDep, StreamingTenantDep, TenantDep, json_body, parse_json
+from ocrfleet_api.deps import (
+    ServicesDep,
+    StreamingTenantDep,
+    TenantDep,
+    authenticates_itself,
+    parse_json,
+    tenant_with_body,
+)
 from ocrfleet_api.idempotency import IdempotencyKey, fingerprint
 from ocrfleet_api.problems import PROBLEM, RESPONSES, Problem
 from ocrfleet_api.schemas import BatchAccepted, CacheCheck, DocumentAccepted, UrlSubmission
@@ -126,11 +133,14 @@ async def _receive_and_accept(request: Request, principal, services: Services) -
              responses={404: {**PROBLEM, "description": "Not processed before: upload the document"}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": CacheCheck.model_json_schema()}}}})
-async def check_cache(principal: TenantDep, services: ServicesDep,
-                      check: Annotated[CacheCheck, json_body(CacheCheck)]) -> Response:
+@authenticates_itself
+async def check_cache(request: Request) -> Response:
     """The result an upload of this content would be answered with at once: an earlier identical
     document of this tenant, masked per the tenant's policy plus ``mask_fields``; or 404 so the
     client uploads it. Costs 64 bytes instead of a multi-megabyte upload."""
+    principal = await tenant_with_body(request)
+    services: Services = request.app.state.services
+    check = parse_json(CacheCheck, await request.body())
     sha256 = check.sha256.lower()
     options = check_options(check)
     policy = principal.mask | MaskPolicy.from_names(options.mask_fields)
@@ -143,11 +153,14 @@ async def check_cache(principal: TenantDep, services: ServicesDep,
             body = result.model_dump_json().encode()
             services.results.put(key, body)
     services.usage.record_cache_check(principal.tenant, body is not None)
-    metrics.CACHE_CHECKS.labels("hit" if body is not None else "miss").inc()
+    (CACHE_HIT if body is not None else CACHE_MISS).inc()
     if body is None:
         raise Problem(404, "not_cached", "no processed document of this tenant has this SHA-256; upload it "
                       "to POST /v1/documents")
     return Response(body, media_type="application/json")
+
+
+CACHE_HIT, CACHE_MISS = metrics.CACHE_CHECKS.labels("hit"), metrics.CACHE_CHECKS.labels("miss")
 
 
 @router.get("/{document_id}", response_model=DocumentResult, summary="A document's status and result",
