@@ -16,7 +16,11 @@ batch size and width:
 3. onnx2torch imports torchvision for NMS/RoIAlign, which these models never use; where a
    torchvision build cannot be imported beside torch, a placeholder stands in;
 4. onnx2torch's ``Shape`` builds ``torch.tensor(x.shape)``, which tracing records as a
-   constant; ``torch._shape_as_tensor`` keeps the shape dynamic in the trace.
+   constant; ``torch._shape_as_tensor`` keeps the shape dynamic in the trace;
+5. ``auto_pad: SAME_UPPER``/``SAME_LOWER`` (PP-OCRv6's 2x2 stride-1 stem convolutions and max
+   pool), which onnx2torch refuses, becomes the explicit ``pads`` it stands for: at stride 1 the
+   total padding is ``(k - 1)·d`` whatever the input size, the odd one at the end (UPPER) or the
+   start (LOWER).
 
 Then :mod:`~ocrfleet_worker.model.fuse` folds the backbones' scalar affines into their
 convolutions and fuses the spelt-out hard-swish, which onnxruntime does on load and PyTorch
@@ -50,7 +54,7 @@ import numpy as np
 from ocrfleet_worker.model import fuse
 
 #: Bumped whenever the conversion changes what it writes; part of the cache key.
-CONVERTER_VERSION = 5
+CONVERTER_VERSION = 6
 
 #: The three networks, by role, and their file names inside the rapidocr wheel.
 ONNX_FILES: dict[str, str] = {
@@ -155,11 +159,13 @@ def read_dictionary(source: Path | None = None) -> list[str]:
 
 
 def load_onnx(path: Path, *, fused: bool = True):
-    """Load an ONNX graph, apply repairs 1 and 2 (constants, BatchNorm ranks) and the fusions."""
+    """Load an ONNX graph, apply repairs 1, 2 and 5 (constants, BatchNorm ranks, SAME padding)
+    and the fusions."""
     import onnx
     from onnx import shape_inference
 
     model = onnx.load(str(path))
+    _explicit_same_padding(model.graph)
     _constants_to_initializers(model.graph)
     model = shape_inference.infer_shapes(model)
     _give_batchnorm_inputs_a_rank(model.graph)
@@ -193,6 +199,31 @@ def trace(module, role: str, device: str = "cpu"):
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, ends.example(role, device), check_trace=False)
     return torch.jit.freeze(traced.eval())
+
+
+def _explicit_same_padding(graph) -> int:
+    """Repair 5: SAME auto-padding as explicit pads (stride 1 only; elsewhere the padding depends
+    on the input size, and a clear error beats a silently wrong border)."""
+    from onnx import helper
+
+    fixed = 0
+    for node in graph.node:
+        attributes = {a.name: a for a in node.attribute}
+        mode = attributes["auto_pad"].s.decode() if "auto_pad" in attributes else "NOTSET"
+        if mode not in ("SAME_UPPER", "SAME_LOWER"):
+            continue
+        kernel = list(attributes["kernel_shape"].ints)
+        strides = list(attributes["strides"].ints) if "strides" in attributes else [1] * len(kernel)
+        dilations = list(attributes["dilations"].ints) if "dilations" in attributes else [1] * len(kernel)
+        if any(s != 1 for s in strides):
+            raise ValueError(f"{node.op_type} {node.name or node.output[0]!r}: auto_pad {mode} at stride {strides} "
+                             "depends on the input size; only stride 1 is converted")
+        total = [(k - 1) * d for k, d in zip(kernel, dilations, strict=True)]
+        begin = [t // 2 if mode == "SAME_UPPER" else t - t // 2 for t in total]
+        node.attribute.remove(attributes["auto_pad"])
+        node.attribute.append(helper.make_attribute("pads", begin + [t - b for t, b in zip(total, begin, strict=True)]))
+        fixed += 1
+    return fixed
 
 
 def _constants_to_initializers(graph) -> None:
