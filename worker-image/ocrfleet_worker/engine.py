@@ -62,8 +62,9 @@ class _PipelineEngine:
 class LocalTorchEngine(_PipelineEngine):
     """The networks as TorchScript in this process (GPU when available)."""
 
-    def __init__(self, torch_settings: TorchSettings | None = None, settings: PipelineSettings | None = None) -> None:
-        networks = TorchNetworks(torch_settings)
+    def __init__(self, torch_settings: TorchSettings | None = None, settings: PipelineSettings | None = None, *,
+                 model: str | None = None) -> None:
+        networks = TorchNetworks(torch_settings, model=model)
         if settings is None:
             settings = cpu_settings() if networks.device == "cpu" else PipelineSettings()
         super().__init__(networks, networks.dictionary, settings)

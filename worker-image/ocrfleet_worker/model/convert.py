@@ -1,8 +1,13 @@
 """Model conversion: the PP-OCR ONNX weights become cached TorchScript modules.
 
-The weights ship inside the ``rapidocr_onnxruntime`` wheel (``models/``): PP-OCRv4 text
-detection (DB), the mobile v2 text-direction classifier and PP-OCRv4 recognition (CTC over a
-6,623-character Chinese + English dictionary, stored in the recognizer's ONNX metadata).
+A model version (:data:`VERSIONS`) names its three networks and the wheel that ships them:
+
+- ``ppocr-v4`` (the default), inside ``rapidocr_onnxruntime``: PP-OCRv4 text detection (DB),
+  the mobile v2 text-direction classifier and PP-OCRv4 recognition (CTC over a 6,623-character
+  Chinese + English dictionary, stored in the recognizer's ONNX metadata);
+- ``ppocr-v6-small``, inside ``rapidocr`` 3.10 (its model licences and provenance file come
+  with it): PP-OCRv6 small detection and recognition (an 18,708-character dictionary, in the
+  metadata the same way) and the same direction classifier.
 ocrfleet runs them as PyTorch modules: onnx2torch builds an ``nn.Module`` from each graph and
 ``torch.jit.trace`` freezes it into TorchScript, which both the in-process engine and the
 Triton python backend load without onnx2torch.
@@ -56,12 +61,37 @@ from ocrfleet_worker.model import fuse
 #: Bumped whenever the conversion changes what it writes; part of the cache key.
 CONVERTER_VERSION = 6
 
-#: The three networks, by role, and their file names inside the rapidocr wheel.
-ONNX_FILES: dict[str, str] = {
-    "det": "ch_PP-OCRv4_det_infer.onnx",
-    "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
-    "rec": "ch_PP-OCRv4_rec_infer.onnx",
-}
+ROLES = ("det", "cls", "rec")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of the OCR networks: its name, the wheel whose ``models/`` holds them, and each
+    role's ONNX file there. The converted modules' cache key (:func:`cache_key`) is its content
+    hash: the ONNX bytes, the torch version and the converter's."""
+
+    name: str
+    package: str
+    files: dict[str, str]
+
+
+VERSIONS: dict[str, ModelVersion] = {v.name: v for v in (
+    ModelVersion("ppocr-v4", "rapidocr_onnxruntime", {
+        "det": "ch_PP-OCRv4_det_infer.onnx", "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        "rec": "ch_PP-OCRv4_rec_infer.onnx"}),
+    ModelVersion("ppocr-v6-small", "rapidocr", {
+        "det": "PP-OCRv6_det_small.onnx", "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+        "rec": "PP-OCRv6_rec_small.onnx"}),
+)}
+DEFAULT_VERSION = "ppocr-v4"
+
+
+def model_version(name: str | None = None) -> ModelVersion:
+    """The named version (the default without a name); an unknown name says which exist."""
+    name = name or DEFAULT_VERSION
+    if name not in VERSIONS:
+        raise ValueError(f"unknown model version {name!r}; known: {', '.join(VERSIONS)}")
+    return VERSIONS[name]
 
 KEYS_FILE = "ppocr_keys.txt"
 
@@ -71,13 +101,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("OCRFLEET_CACHE") or Path.home() / ".cache" / "ocrfleet")
 
 
-def onnx_dir() -> Path:
-    """The ``models/`` directory of the installed rapidocr_onnxruntime wheel."""
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+def onnx_dir(version: str | None = None) -> Path:
+    """The ``models/`` directory of the wheel that ships ``version``'s networks."""
+    package = model_version(version).package
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            "rapidocr_onnxruntime is not installed; it carries the OCR weights "
-            "(pip install --no-deps rapidocr-onnxruntime==1.4.4, or `make venv`)"
+            f"{package} is not installed; it carries the OCR weights of {model_version(version).name} "
+            "(pip install --no-deps -r worker-image/weights.txt, or `make venv`)"
         )
     return Path(spec.origin).parent / "models"
 
@@ -100,31 +131,36 @@ class ModelFiles:
         return self.keys.read_text(encoding="utf-8").split("\n")
 
     def complete(self) -> bool:
-        return self.keys.exists() and all(self.module(role).exists() for role in ONNX_FILES)
+        return self.keys.exists() and all(self.module(role).exists() for role in ROLES)
 
 
-def cache_key(source: Path | None = None) -> str:
-    """A short hash of the ONNX files, the torch version and the converter version."""
+def cache_key(source: Path | None = None, version: str | None = None) -> str:
+    """The version's name and a short hash of its ONNX files, the torch version and the converter's."""
     import torch
 
-    source = source or onnx_dir()
+    spec = model_version(version)
+    source = source or onnx_dir(spec.name)
     digest = hashlib.sha256(f"v{CONVERTER_VERSION}/torch{torch.__version__}".encode())
-    for role in sorted(ONNX_FILES):
+    for role in sorted(ROLES):
         digest.update(role.encode())
-        digest.update((source / ONNX_FILES[role]).read_bytes())
-    return "ppocrv4-" + digest.hexdigest()[:16]
+        digest.update((source / spec.files[role]).read_bytes())
+    return f"{spec.name}-{digest.hexdigest()[:16]}"
 
 
-def cached_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None) -> ModelFiles:
-    """Where the cache keeps (or would keep) the converted models for ``device``."""
-    source = source or onnx_dir()
-    return ModelFiles((root or cache_root()) / "models" / cache_key(source), device)
+def cached_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None,
+                  version: str | None = None) -> ModelFiles:
+    """Where the cache keeps (or would keep) ``version``'s converted models for ``device``."""
+    source = source or onnx_dir(version)
+    return ModelFiles((root or cache_root()) / "models" / cache_key(source, version), device)
 
 
-def ensure_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None) -> ModelFiles:
-    """Convert the models for ``device`` ("cpu" or "cuda") unless the cache already has them."""
-    source = source or onnx_dir()
-    files = cached_models(device, root=root, source=source)
+def ensure_models(device: str = "cpu", *, root: Path | None = None, source: Path | None = None,
+                  version: str | None = None) -> ModelFiles:
+    """Convert ``version``'s models (the default's without one) for ``device`` ("cpu" or
+    "cuda") unless the cache already has them."""
+    spec = model_version(version)
+    source = source or onnx_dir(spec.name)
+    files = cached_models(device, root=root, source=source, version=spec.name)
     directory = files.directory
     if files.complete():
         return files
@@ -134,24 +170,25 @@ def ensure_models(device: str = "cpu", *, root: Path | None = None, source: Path
         if directory.exists():  # another device's modules are already there: keep them
             for item in directory.iterdir():
                 shutil.copy2(item, staging / item.name)
-        for role in ONNX_FILES:
+        for role in ROLES:
             target = staging / f"{role}.{device}.pt"
             if not target.exists():
-                module = to_torch(load_onnx(source / ONNX_FILES[role]))
+                module = to_torch(load_onnx(source / spec.files[role]))
                 trace(module, role, device).save(str(target))
-        (staging / KEYS_FILE).write_text("\n".join(read_dictionary(source)), encoding="utf-8")
-        (staging / "manifest.json").write_text(json.dumps(_manifest(source), indent=2))
+        (staging / KEYS_FILE).write_text("\n".join(read_dictionary(source, spec.name)), encoding="utf-8")
+        (staging / "manifest.json").write_text(json.dumps(_manifest(source, spec), indent=2))
         _publish(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files
 
 
-def read_dictionary(source: Path | None = None) -> list[str]:
+def read_dictionary(source: Path | None = None, version: str | None = None) -> list[str]:
     """The recognizer's characters, in class order (without CTC blank and trailing space)."""
     import onnx
 
-    model = onnx.load((source or onnx_dir()) / ONNX_FILES["rec"], load_external_data=False)
+    spec = model_version(version)
+    model = onnx.load((source or onnx_dir(spec.name)) / spec.files["rec"], load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     if "character" not in meta:
         raise ValueError("the recognition model carries no 'character' metadata (the dictionary)")
@@ -287,13 +324,15 @@ def _dynamic_shape(shape_class) -> None:
     shape_class._ocrfleet_dynamic = True
 
 
-def _manifest(source: Path) -> dict:
+def _manifest(source: Path, spec: ModelVersion) -> dict:
     import torch
 
     return {
+        "model_version": spec.name,
+        "package": spec.package,
         "converter_version": CONVERTER_VERSION,
         "torch": torch.__version__,
-        "onnx": {role: {"file": name, "sha256": _sha256(source / name)} for role, name in ONNX_FILES.items()},
+        "onnx": {role: {"file": name, "sha256": _sha256(source / name)} for role, name in spec.files.items()},
     }
 
 
@@ -314,14 +353,16 @@ def _publish(staging: Path, directory: Path) -> None:
             raise
 
 
-def reference_outputs(role: str, batch: np.ndarray, source: Path | None = None, threads: int = 1) -> np.ndarray:
+def reference_outputs(role: str, batch: np.ndarray, source: Path | None = None, threads: int = 1,
+                      version: str | None = None) -> np.ndarray:
     """The bare ONNX network run by onnxruntime (for checks and benchmarks): float32 N x 3 x H x W
     in, the network's own output (no served ends) out."""
     import onnxruntime
 
+    spec = model_version(version)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str((source or onnx_dir()) / ONNX_FILES[role]), options,
+    session = onnxruntime.InferenceSession(str((source or onnx_dir(spec.name)) / spec.files[role]), options,
                                            providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})[0]

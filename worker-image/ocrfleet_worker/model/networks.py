@@ -55,15 +55,17 @@ class TorchNetworks:
     """Detection, direction and recognition TorchScript modules on one device; inputs and outputs
     as :class:`~ocrfleet_worker.model.reader.Networks` says (uint8 pages, float32 strips)."""
 
-    def __init__(self, settings: TorchSettings | None = None) -> None:
+    def __init__(self, settings: TorchSettings | None = None, *, model: str | None = None) -> None:
         import torch
 
-        from ocrfleet_worker.model.convert import ensure_models
+        from ocrfleet_worker.model.convert import ensure_models, model_version
 
         self.settings = settings or TorchSettings()
+        self.model = model_version(model).name
+        """The model version (:data:`~ocrfleet_worker.model.convert.VERSIONS`) these networks are."""
         self.device = pick_device(self.settings.device)
         configure_torch(self.settings.threads)
-        self.files = ensure_models(self.device)
+        self.files = ensure_models(self.device, version=self.model)
         self.dictionary = self.files.load_keys()
         with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export, which
             warnings.simplefilter("ignore", FutureWarning)  # cannot export these graphs (see convert)
