@@ -55,8 +55,9 @@ def find_documents(paths: list[str]) -> list[Path]:
 
 
 @contextlib.contextmanager
-def ocr_engine(kind: str, *, replay_dir: str | None, console: Console) -> Iterator[object]:
-    """The engine for ``kind``, with whatever server it needs running for the block."""
+def ocr_engine(kind: str, *, replay_dir: str | None, console: Console, model: str | None = None) -> Iterator[object]:
+    """The engine for ``kind`` reading with model version ``model`` (the default without one),
+    with whatever server it needs running for the block."""
     if kind == "replay":
         from ocrfleet_dev.replay_engine import ReplayEngine
 
@@ -66,15 +67,17 @@ def ocr_engine(kind: str, *, replay_dir: str | None, console: Console) -> Iterat
         from ocrfleet_worker.engine import LocalTorchEngine
 
         with console.status("loading the OCR model (first start converts and caches it)"):
-            engine = LocalTorchEngine()
+            engine = LocalTorchEngine(model=model)
         yield engine
         return
     from ocrfleet_worker.engine import TritonEngine
+    from ocrfleet_worker.model.convert import model_version
 
-    from ocrfleet_dev.triton import TritonServer
+    from ocrfleet_dev.triton import TritonServer, TritonServerOptions, local_settings
 
-    with console.status("starting Triton (first start converts and caches the model)"), TritonServer() as server:
-        yield TritonEngine(server.grpc_url)
+    options = TritonServerOptions(settings=local_settings().model_copy(update={"models": model_version(model).name}))
+    with console.status("starting Triton (first start converts and caches the model)"), TritonServer(options) as server:
+        yield TritonEngine(server.grpc_url, model=model)
 
 
 def process(args: argparse.Namespace) -> int:
@@ -105,7 +108,7 @@ def process(args: argparse.Namespace) -> int:
     policy = MaskPolicy.from_names([m for m in (args.mask or "").split(",") if m])
     try:
         with RedisServer(appendonly=False) as server, \
-                ocr_engine(args.engine, replay_dir=args.replay_dir, console=console) as engine:
+                ocr_engine(args.engine, replay_dir=args.replay_dir, console=console, model=args.model) as engine:
             client = redis.Redis.from_url(server.url)
             store = ResultStore(make_engine(database))
             store.create_schema()
@@ -275,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="triton: start a local Triton; torch: the model in this process; "
                         "replay: answer from a sample set's truth (no model)")
     p.add_argument("--replay-dir", help="with --engine replay: the sample set to answer from")
+    p.add_argument("--model", help="the model version to read with: ppocr-v4 (the default) or ppocr-v6-small "
+                   "(results already in --database are reused whatever version read them: compare with a new one)")
     p.add_argument("--type", choices=DOCUMENT_TYPES, default="auto", help="document type, or auto-detect")
     p.add_argument("--mask", default="", help="fields to mask, comma-separated (e.g. id_number,account_number; all)")
     p.add_argument("--tenant", default="local", help="tenant the results belong to (the cache is per tenant)")

@@ -129,17 +129,19 @@ class TritonServer:
     def model_statistics(self) -> dict[str, dict[str, int]]:
         """Per model: ``requests`` answered, ``inferences`` (batch items) and ``executions`` (network runs).
 
-        ``requests / executions`` above 1 proves that the dynamic batcher merged requests.
+        ``requests / executions`` above 1 proves that the dynamic batcher merged requests. Summed
+        over the model versions served side by side.
         """
         response = httpx.get(f"{self.http_url}/v2/models/stats", timeout=5.0)
         response.raise_for_status()
-        stats = {}
+        stats: dict[str, dict[str, int]] = {}
         for entry in response.json().get("model_stats", []):
             if entry["name"] in MODELS:
                 success = entry.get("inference_stats", {}).get("success", {})
-                stats[entry["name"]] = {"requests": int(success.get("count", 0)),
-                                        "inferences": int(entry.get("inference_count", 0)),
-                                        "executions": int(entry.get("execution_count", 0))}
+                total = stats.setdefault(entry["name"], {"requests": 0, "inferences": 0, "executions": 0})
+                total["requests"] += int(success.get("count", 0))
+                total["inferences"] += int(entry.get("inference_count", 0))
+                total["executions"] += int(entry.get("execution_count", 0))
         return stats
 
     def stop(self) -> None:

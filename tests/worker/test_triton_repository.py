@@ -37,3 +37,23 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("OCRFLEET_TRITON_KIND", "tpu")
     with pytest.raises(ValueError, match="kind"):
         repo.TritonModelSettings()
+
+
+def test_served_versions_are_listed_in_the_version_policy_and_rendered_side_by_side(tmp_path):
+    settings = repo.TritonModelSettings(models="ppocr-v6-small, ppocr-v4")
+    assert [v.name for v in settings.versions] == ["ppocr-v4", "ppocr-v6-small"]
+    assert "version_policy: { specific: { versions: [ 1, 2 ] } }" in repo.render_config("ocr_det", settings)
+    out = repo.render_repository(tmp_path / "models", settings)
+    for name in repo.MODELS:
+        assert sorted(p.name for p in (out / name).iterdir()) == ["1", "2", "config.pbtxt"]
+        first, second = ((out / name / v / "model.cpu.pt").resolve() for v in ("1", "2"))
+        assert first.parent.name.startswith("ppocr-v4-") and second.parent.name.startswith("ppocr-v6-small-")
+    only_v6 = repo.TritonModelSettings(models="ppocr-v6-small")
+    assert "versions: [ 2 ]" in repo.render_config("ocr_rec", only_v6)
+
+
+def test_an_unknown_model_version_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown model version 'ppocr-v5'; known: ppocr-v4, ppocr-v6-small"):
+        repo.TritonModelSettings(models="ppocr-v4,ppocr-v5")
+    with pytest.raises(ValueError, match="serve at least one"):
+        repo.TritonModelSettings(models=" , ")

@@ -75,10 +75,15 @@ class TritonNetworks:
 
     MODEL_NAMES = {"detect": "ocr_det", "classify": "ocr_cls", "recognize": "ocr_rec"}
 
-    def __init__(self, url: str, *, timeout_s: float = 60.0, max_batch_size: int = 8) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 60.0, max_batch_size: int = 8, model: str | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
+        from ocrfleet_worker.model.convert import model_version
+
         self.url = url
+        self.model = model_version(model).name
+        self.version = str(model_version(model).triton_version)
+        """The version directory of each ``ocr_*`` model that serves :attr:`model`."""
         self.timeout_s = timeout_s
         self.max_batch_size = max_batch_size
         self._grpc = grpcclient
@@ -89,7 +94,7 @@ class TritonNetworks:
 
         try:
             return bool(self.client.is_server_ready()) and all(
-                self.client.is_model_ready(m) for m in self.MODEL_NAMES.values())
+                self.client.is_model_ready(m, self.version) for m in self.MODEL_NAMES.values())
         except InferenceServerException:
             return False
 
@@ -116,8 +121,8 @@ class TritonNetworks:
             request.set_data_from_numpy(chunk)
             sent = time.perf_counter()
             try:
-                result = self.client.infer(model, [request], outputs=[self._grpc.InferRequestedOutput("y")],
-                                           client_timeout=self.timeout_s)
+                result = self.client.infer(model, [request], model_version=self.version,
+                                           outputs=[self._grpc.InferRequestedOutput("y")], client_timeout=self.timeout_s)
             except InferenceServerException as exc:
                 status = (exc.status() or "").upper()
                 metrics.triton_request(model, time.perf_counter() - sent, _outcome(status))
@@ -160,16 +165,17 @@ class TritonEngine(_PipelineEngine):
     """
 
     def __init__(self, url: str = "127.0.0.1:8001", settings: PipelineSettings | None = None, *,
-                 dictionary: list[str] | None = None, timeout_s: float = 60.0, max_batch_size: int | None = None) -> None:
+                 dictionary: list[str] | None = None, timeout_s: float = 60.0, max_batch_size: int | None = None,
+                 model: str | None = None) -> None:
         from ocrfleet_worker.model.convert import read_dictionary
 
-        networks = TritonNetworks(url, timeout_s=timeout_s, max_batch_size=max_batch_size or 8)
+        networks = TritonNetworks(url, timeout_s=timeout_s, max_batch_size=max_batch_size or 8, model=model)
         if settings is None or max_batch_size is None:
             on_cpu, server_batch = networks.recognizer_placement()
             networks.max_batch_size = max_batch_size or server_batch
             if settings is None:
                 settings = cpu_settings() if on_cpu else PipelineSettings()
-        super().__init__(networks, dictionary or read_dictionary(), settings)
+        super().__init__(networks, dictionary or read_dictionary(version=networks.model), settings)
 
     def ready(self) -> bool:
         return self.networks.ready()

@@ -73,15 +73,17 @@ class ModelVersion:
     name: str
     package: str
     files: dict[str, str]
+    triton_version: int
+    """Its version directory under each of Triton's ``ocr_*`` models (fixed: a client names it)."""
 
 
 VERSIONS: dict[str, ModelVersion] = {v.name: v for v in (
     ModelVersion("ppocr-v4", "rapidocr_onnxruntime", {
         "det": "ch_PP-OCRv4_det_infer.onnx", "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
-        "rec": "ch_PP-OCRv4_rec_infer.onnx"}),
+        "rec": "ch_PP-OCRv4_rec_infer.onnx"}, triton_version=1),
     ModelVersion("ppocr-v6-small", "rapidocr", {
         "det": "PP-OCRv6_det_small.onnx", "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
-        "rec": "PP-OCRv6_rec_small.onnx"}),
+        "rec": "PP-OCRv6_rec_small.onnx"}, triton_version=2),
 )}
 DEFAULT_VERSION = "ppocr-v4"
 
