@@ -8,7 +8,7 @@
 
 Redis and PostgreSQL run on the host, bound to the node's bridge address (pods reach it, and
 nothing outside the machine can); the documents volume is a hostPath PersistentVolume on the
-node, shared by the API and worker pods.
+node, shared by the API and worker pods (the pool's manifests: :mod:`e2e.realpool`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,23 @@ from ocrfleet_api.tenants import TenantDirectory
 from ocrfleet_dev import docgen
 from ocrfleet_dev.localproc import PostgresServer, RedisServer
 
-from e2e.mainjob import REAL, SYSTEM
+from e2e.mainjob import SYSTEM
 from e2e.node import NODE_IP
 from e2e.operator_helpers import get_json, poll, report
+from e2e.realpool import (
+    MASTER_KEY,
+    POOL,
+    Submitter,
+    assert_each_stored_once,
+    held_by,
+    pool_manifests,
+    pool_ready,
+    worker_pods,
+)
 from ocrfleet.store import ResultStore, make_engine
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["e2e.real_support"]
-MASTER_KEY = "real-node-signing-master-key-0123456789abcdef"
-POOL = "cpu"
 
 
 @pytest.fixture(scope="module")
@@ -64,35 +72,6 @@ def test_helm_install_runs_the_operator_as_a_pod_from_its_image(real_cluster, in
     assert "listening on https://" in logs, logs[-3000:]
 
 
-def pool_manifests(namespace: str, redis_url: str, database_url: str, documents: str) -> list[dict]:
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque"}
-    return [
-        {**secret, "metadata": {"name": "pool-redis", "namespace": namespace}, "stringData": {"url": redis_url}},
-        {**secret, "metadata": {"name": "pool-database", "namespace": namespace}, "stringData": {"url": database_url}},
-        {**secret, "metadata": {"name": "pool-signing", "namespace": namespace},
-         "stringData": {"signingMasterKey": MASTER_KEY}},
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{namespace}-documents"},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": documents, "type": "Directory"},
-                  "claimRef": {"namespace": namespace, "name": "documents"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "documents", "namespace": namespace},
-         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": f"{namespace}-documents",
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-        {"apiVersion": "ocrfleet.io/v1alpha1", "kind": "OcrCluster", "metadata": {"name": POOL, "namespace": namespace},
-         "spec": {
-             "workers": {"minReplicas": 1, "maxReplicas": 2, "gpu": {"count": 0}, "nodeSelector": REAL,
-                         "targetQueueDepthPerWorker": 4, "startupDeadlineSeconds": 300,
-                         "scaleDownStabilizationSeconds": 0,
-                         "terminationGracePeriodSeconds": 120},
-             "triton": {"instanceCount": 1},
-             "api": {"replicas": 1, "nodeSelector": REAL, "authSecretRef": {"name": "pool-signing"}},
-             "redis": {"urlSecretRef": {"name": "pool-redis"}},
-             "database": {"urlSecretRef": {"name": "pool-database"}},
-             "storage": {"pvc": {"claimName": "documents"}},
-         }},
-    ]
-
-
 @pytest.fixture(scope="module")
 def documents_volume(tmp_path_factory):
     """The host directory behind the pool's ReadWriteMany documents claim."""
@@ -113,13 +92,8 @@ def pool(real_cluster, installed, backing, documents_volume, request):
         {"apiVersion": "v1", "kind": "List", "items": pool_manifests(namespace, redis_server.url, pg.url,
                                                                      str(documents))}))
 
-    def ready():
-        conditions = (get_json(real_cluster, "ocrcluster", POOL, "-n", namespace) or {}).get("status", {}).get(
-            "conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
     try:
-        poll(ready, 420, "the pool to be Ready (API and worker pods Ready by their probes)", interval=2)
+        poll(lambda: pool_ready(real_cluster, namespace), 420, "the pool to be Ready (API and worker pods Ready by their probes)", interval=2)
     except AssertionError:
         print(real_cluster.kubectl("get", "pods,events", "-n", namespace, "-o", "wide", check=False))
         raise
@@ -221,65 +195,6 @@ def test_an_ocrjob_over_the_documents_volume_is_listed_and_read_by_the_workers(
 
 
 # -- faults: a killed worker container, a busy worker scaled away ------------------------------------
-
-
-class Submitter:
-    """Documents POSTed to the pool's API Service as one tenant; their ids and truths."""
-
-    def __init__(self, cluster, namespace: str, store: ResultStore, tmp_path) -> None:
-        service = get_json(cluster, "service", f"{POOL}-api", "-n", namespace)
-        self.base = f"http://{service['spec']['clusterIP']}:80"
-        directory = TenantDirectory(store, MASTER_KEY)
-        tenant = f"t{uuid.uuid4().hex[:6]}"
-        directory.create_tenant(tenant)
-        self.headers = {"Authorization": f"Bearer {directory.issue_key(tenant).api_key}"}
-        self.tmp_path = tmp_path
-        self.store = store
-
-    def submit(self, count: int, *, seed: int, kinds=("bank_statement",)) -> list[str]:
-        ids = []
-        for truth_path in docgen.generate(self.tmp_path / f"docs-{seed}", count, seed=seed, kinds=kinds):
-            truth = json.loads(truth_path.read_text())
-            data = (truth_path.parent / truth["file"]).read_bytes()
-            r = httpx.post(f"{self.base}/v1/documents", headers=self.headers, timeout=30,
-                           files={"file": (truth["file"], data, "application/octet-stream")})
-            assert r.status_code == 202, r.text
-            ids.append(r.json()["document_id"])
-        return ids
-
-    def statuses(self, ids: list[str]) -> dict[str, str]:
-        return {i: httpx.get(f"{self.base}/v1/documents/{i}", headers=self.headers, timeout=10).json()["status"]
-                for i in ids}
-
-
-def held_by(redis_client, namespace: str, consumer: str) -> list[str]:
-    """Ids of the messages ``consumer`` holds (read, not yet acked), over every priority stream."""
-    from ocrfleet import keys
-
-    held = []
-    for priority in keys.PRIORITIES:
-        stream = keys.stream(keys.pool(namespace, POOL), priority)
-        if redis_client.exists(stream):
-            held += [p["message_id"] for p in redis_client.xpending_range(
-                stream, keys.CONSUMER_GROUP, "-", "+", 100, consumername=consumer)]
-    return held
-
-
-def worker_pods(cluster, namespace: str) -> list[dict]:
-    return json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=worker",
-                                      "-o", "json"))["items"]
-
-
-def assert_each_stored_once(store: ResultStore, ids: list[str], redis_client, namespace: str) -> None:
-    from ocrfleet import keys
-
-    for document_id in ids:
-        result = store.get(document_id)
-        assert result is not None and result.status == "succeeded", (document_id, result)
-        pages = [p.page for p in result.pages]
-        assert pages and len(pages) == len(set(pages)), (document_id, pages)
-    dead = keys.dead_letter(keys.pool(namespace, POOL))
-    assert redis_client.xlen(dead) == 0, redis_client.xrange(dead)
 
 
 @pytest.fixture
