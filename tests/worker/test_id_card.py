@@ -28,12 +28,12 @@ def test_every_single_digit_error_is_caught():
             assert not info.check_digit_ok, wrong
 
 
-def card(number="11010519491231002X", birth="1949年12月31日", sex="女", skew=0.0, conf=0.97):
+def card(number="11010519491231002X", birth="1949年12月31日", sex="女", skew=0.0, conf=0.97, ethnicity="汉"):
     return [
         line("姓  名 王小丽", 40, 40, skew_deg=skew, conf=conf),
         line("性  别", 40, 100, w=90, skew_deg=skew, conf=conf),
         line(sex, 150, 100, w=30, skew_deg=skew, conf=conf),
-        line("民  族 汉", 260, 100, skew_deg=skew, conf=conf),
+        line(f"民  族 {ethnicity}", 260, 100, skew_deg=skew, conf=conf),
         line(f"出  生 {birth}", 40, 160, skew_deg=skew, conf=conf),
         line("住  址 北京市朝阳区建国路", 40, 220, skew_deg=skew, conf=conf),
         line("88号院3号楼2单元501", 130, 260, skew_deg=skew, conf=0.9),
@@ -102,3 +102,25 @@ def test_lines_without_boxes_work_in_reading_order():
     lines = [ln.model_copy(update={"box": []}) for ln in card()]
     f, _ = fields(lines)
     assert f["id_number"].valid and f["address"].value.endswith("501")
+
+
+def test_there_are_56_official_ethnic_group_names():
+    assert len(id_card.ETHNIC_GROUPS) == 56 and {"汉", "维吾尔", "朝鲜", "达斡尔", "基诺"} <= id_card.ETHNIC_GROUPS
+
+
+@pytest.mark.parametrize(("read", "official"), [
+    ("漢", "汉"),  # PP-OCRv6 small reads a lone 汉 as Traditional
+    ("維吾爾", "维吾尔"), ("朝鮮", "朝鲜"), ("满族", "满"), ("達斡爾族", "达斡尔"),
+])
+def test_an_ethnicity_read_in_traditional_characters_or_with_zu_is_the_official_name(read, official):
+    f, _ = fields(card(ethnicity=read))
+    assert f["ethnicity"].value == official and f["ethnicity"].valid is True
+    assert f["ethnicity"].note == f"read as {read}; the official name is {official}"
+
+
+def test_an_official_ethnicity_carries_no_note_and_another_word_is_kept_as_read():
+    f, _ = fields(card(ethnicity="回"))
+    assert (f["ethnicity"].value, f["ethnicity"].valid, f["ethnicity"].note) == ("回", True, None)
+    f, _ = fields(card(ethnicity="火星"))
+    assert f["ethnicity"].value == "火星" and f["ethnicity"].valid is False
+    assert f["ethnicity"].note == "not one of the 56 official ethnic group names"

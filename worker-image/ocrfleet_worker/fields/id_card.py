@@ -5,6 +5,11 @@ match, its embedded birth date must be a real date equal to the printed one, and
 sequence digit's parity must agree with the printed sex. A failed check marks the field
 ``valid=False`` with a note and adds a failed :class:`~ocrfleet.results.Check`; the value is
 returned as read, never silently "corrected".
+
+The ethnicity is one of the 56 officially recognised names (:data:`ETHNIC_GROUPS`), printed in
+Simplified characters. A recogniser trained on Traditional text too (PP-OCRv6 reads a lone 汉 as
+漢) or a read with the trailing 族 is brought to the official Simplified name, with a note that
+says what was read; a value that is no official name even so stays as read, ``valid=False``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,26 @@ REGIONS = frozenset(
 )
 
 LABELS = ("姓名", "性别", "民族", "出生", "住址", "公民身份号码")
+ETHNIC_GROUPS = frozenset(
+    ["汉", "蒙古", "回", "藏", "维吾尔", "苗", "彝", "壮", "布依", "朝鲜", "满", "侗", "瑶", "白", "土家", "哈尼", "哈萨克", "傣", "黎", "傈僳", "佤", "畲", "高山", "拉祜", "水", "东乡", "纳西", "景颇", "柯尔克孜", "土", "达斡尔", "仫佬", "羌", "布朗", "撒拉", "毛南", "仡佬", "锡伯", "阿昌", "普米", "塔吉克", "怒", "乌孜别克", "俄罗斯", "鄂温克", "德昂", "保安", "裕固", "京", "塔塔尔", "独龙", "鄂伦春", "赫哲", "门巴", "珞巴", "基诺"])
+"""The 56 ethnic groups of the People's Republic of China, as an ID card prints them (Simplified)."""
+# The Traditional forms of the characters in those names (each differs from its Simplified one).
+_SIMPLIFIED = str.maketrans("漢維爾鮮滿東鄉納頗達錫烏別羅溫門諾瑤獨龍倫薩壯", "汉维尔鲜满东乡纳颇达锡乌别罗温门诺瑶独龙伦萨壮")
 # OCR confusions that are safe to undo inside a run of digits (and only there).
 _DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "D": "0", "I": "1", "l": "1", "|": "1",
                                    "Z": "2", "S": "5", "B": "8", "x": "X", "×": "X"})
 _ID_RE = re.compile(r"(?<![0-9A-Za-z])([0-9OoDIl|ZSB]{17}[0-9Xx×])(?![0-9A-Za-z])")
 _DATE_RE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日?")
+
+
+def official_ethnicity(read: str) -> tuple[str, str | None]:
+    """``read`` as the official Simplified name, and a note when that is not what was read."""
+    name = read.translate(_SIMPLIFIED)
+    if name not in ETHNIC_GROUPS and name.endswith("族") and name[:-1] in ETHNIC_GROUPS:
+        name = name[:-1]
+    if name in ETHNIC_GROUPS:
+        return name, None if name == read else f"read as {read}; the official name is {name}"
+    return read, "not one of the 56 official ethnic group names"
 
 
 def check_digit(first17: str) -> str:
@@ -139,7 +159,13 @@ def _assemble(found: dict[str, tuple[str, float]]) -> Extraction:
     add("name")
     sex_ok = None if info is None or "sex" not in found else found["sex"][0] == info.sex
     add("sex", valid=sex_ok, note=None if sex_ok is not False else f"the ID number says {info.sex}")
-    add("ethnicity")
+    if "ethnicity" in found:
+        read, conf = found["ethnicity"]
+        official, note = official_ethnicity(read)
+        found["ethnicity"] = (official, conf)
+        add("ethnicity", valid=official in ETHNIC_GROUPS, note=note)
+    else:
+        add("ethnicity")
     birth = found.get("birth_date", (None, 0))[0]
     birth_ok = None
     if info is not None and birth is not None:
