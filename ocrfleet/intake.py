@@ -92,11 +92,13 @@ class Intake:
                         content_type=content_type)
 
     def accept(self, tenant: str, documents: list[Incoming], *, document_type: str = "auto",
-               priority: str = "normal", policy: MaskPolicy, batch: str = "") -> list[Accepted]:
+               priority: str = "normal", policy: MaskPolicy, batch: str = "",
+               model: str | None = None) -> list[Accepted]:
         """Record and enqueue (or answer from an earlier result) every document; blocking I/O.
 
         ``batch`` names the API batch or CLI run the documents are counted in (its total and
-        enqueued counters, :class:`~ocrfleet.progress.JobProgress`). Raises :class:`NotQueued`
+        enqueued counters, :class:`~ocrfleet.progress.JobProgress`); ``model``, the version the
+        pool's workers read with (an earlier result by another version answers nothing). Raises :class:`NotQueued`
         when the queue refuses the tasks.
         """
         if batch:
@@ -105,8 +107,8 @@ class Intake:
         for incoming in documents:
             blob = incoming.blob
             document_id = uuid.uuid4().hex
-            reused = find_reusable(self.store, tenant, blob.sha256, policy,
-                                   requested_type=document_type) if incoming.seen_before else None
+            reused = find_reusable(self.store, tenant, blob.sha256, policy, requested_type=document_type,
+                                   model=model) if incoming.seen_before else None
             rows.append(DocumentRow(
                 id=document_id, tenant=tenant, sha256=blob.sha256, job=batch or None, filename=incoming.filename,
                 content_type=incoming.content_type, size_bytes=blob.size, requested_type=document_type,
@@ -121,7 +123,7 @@ class Intake:
         self.store.add_documents(rows)  # one statement for the whole request
         for document_id, reused in answered:
             self.store.save_result(document_id, reused.pages, document_type=reused.document_type,
-                                   processing_ms=0.0, cached_from=reused.source)
+                                   processing_ms=0.0, cached_from=reused.source, model=reused.model)
         if tasks:
             self._enqueue(tasks)
             if batch:

@@ -101,3 +101,5 @@ class DocumentResult(BaseModel):
                          "document.", examples=[False])
     processing_ms: float | None = Field(None, description="Milliseconds from a worker taking it to its result "
                                         "being stored.", examples=[812.4])
+    model: str | None = Field(None, description="The model version that read it, once succeeded (for a cached "
+                              "answer, the version that read the earlier document).", examples=["ppocr-v4"])

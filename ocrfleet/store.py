@@ -31,12 +31,14 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    or_,
     select,
     text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from ocrfleet import models
 from ocrfleet.lifecycle import DocumentStatus, can_move
 from ocrfleet.results import DocumentError, DocumentResult, PageResult
 
@@ -73,6 +75,9 @@ class DocumentRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """The queue's attempt number of the latest try (:attr:`ocrfleet.queue.Delivery.attempt`)."""
     cached_from: Mapped[str | None] = mapped_column(String(64), default=None)
+    model: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The model version that read it (:mod:`ocrfleet.models`; a cached answer carries its
+    source's); null on rows stored before versions were recorded, which the default read."""
     processing_ms: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=None)
@@ -201,7 +206,8 @@ class ResultStore:
             return True
 
     def save_result(self, document_id: str, pages: list[PageResult], *, document_type: str,
-                    processing_ms: float | None = None, cached_from: str | None = None) -> bool:
+                    processing_ms: float | None = None, cached_from: str | None = None,
+                    model: str | None = None) -> bool:
         """Store every page of a document and mark it succeeded, in one transaction.
 
         Idempotent: a retry replaces the earlier pages, so each page has exactly one row.
@@ -222,6 +228,7 @@ class ResultStore:
             doc.error_code = doc.error_message = None
             doc.processing_ms = processing_ms
             doc.cached_from = cached_from
+            doc.model = models.check(model)
             doc.finished_at = utcnow()
             return True
 
@@ -259,15 +266,21 @@ class ResultStore:
             doc = s.get(DocumentRow, document_id)
             return doc.page_count if doc is not None and doc.status == DocumentStatus.SUCCEEDED else None
 
-    def processed_results(self, tenant: str, sha256: str, *, exclude: str = "", limit: int) -> list[DocumentRow]:
+    def processed_results(self, tenant: str, sha256: str, *, exclude: str = "", limit: int,
+                          model: str | None = None) -> list[DocumentRow]:
         """The tenant's newest ``limit`` succeeded documents with this content that were really
-        processed (not answered from another's result), ``exclude`` left out; rows without pages."""
+        processed (not answered from another's result) by model version ``model`` (the default
+        without one), ``exclude`` left out; rows without pages."""
+        model = models.check(model)
+        by_model = DocumentRow.model == model
+        if model == models.DEFAULT:
+            by_model = or_(by_model, DocumentRow.model.is_(None))
         with self.session() as s:
             return list(s.scalars(
                 select(DocumentRow)
                 .where(DocumentRow.tenant == tenant, DocumentRow.sha256 == sha256,
                        DocumentRow.status == DocumentStatus.SUCCEEDED, DocumentRow.id != exclude,
-                       DocumentRow.cached_from.is_(None))
+                       DocumentRow.cached_from.is_(None), by_model)
                 .order_by(DocumentRow.finished_at.desc())
                 .limit(limit)
             ).all())
@@ -349,6 +362,7 @@ class ResultStore:
             error=DocumentError(code=doc.error_code, message=doc.error_message or "") if doc.error_code else None,
             cached=doc.cached_from is not None,
             processing_ms=doc.processing_ms,
+            model=(doc.model or models.DEFAULT) if doc.status == DocumentStatus.SUCCEEDED else None,
         )
 
 

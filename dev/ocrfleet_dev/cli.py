@@ -122,7 +122,8 @@ def process(args: argparse.Namespace) -> int:
                 staged = blobs.stage(None)
                 staged.write(path.read_bytes())
                 incoming.append(intake.commit(staged, filename=path.name))
-            accepted = intake.accept(args.tenant, incoming, document_type=args.type, policy=policy, batch=run)
+            accepted = intake.accept(args.tenant, incoming, document_type=args.type, policy=policy, batch=run,
+                                     model=getattr(engine, "model", None))
             ids = [(path, a.document_id) for path, a in zip(files, accepted, strict=True)]
 
             worker = Worker(queue=queue, store=store, progress=progress, blobs=blobs,
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "replay: answer from a sample set's truth (no model)")
     p.add_argument("--replay-dir", help="with --engine replay: the sample set to answer from")
     p.add_argument("--model", help="the model version to read with: ppocr-v4 (the default) or ppocr-v6-small "
-                   "(results already in --database are reused whatever version read them: compare with a new one)")
+                   "(a result in --database answers again only if the same version read it)")
     p.add_argument("--type", choices=DOCUMENT_TYPES, default="auto", help="document type, or auto-detect")
     p.add_argument("--mask", default="", help="fields to mask, comma-separated (e.g. id_number,account_number; all)")
     p.add_argument("--tenant", default="local", help="tenant the results belong to (the cache is per tenant)")

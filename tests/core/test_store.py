@@ -69,3 +69,25 @@ def test_the_read_models_of_the_api_and_the_worker(store):
     assert (day.answered_from_cache, day.p95_processing_ms) == (1, 40.0)
     assert sorted(store.outcomes_since(now - dt.timedelta(hours=1))) == [
         ("failed", "unknown", 1), ("queued", "unknown", 1), ("succeeded", "id_card", 2)]
+
+
+def test_a_result_answers_again_only_for_the_model_version_that_read_it(store):
+    """ppocr-v6-small's result is no cache hit for a document the default (v4) would read, nor
+    the other way round; a row stored before versions were recorded counts as the default's."""
+    from sqlalchemy import update
+
+    sha = "e" * 64
+    store.add_document(DocumentRow(id="old", tenant="acme", sha256=sha))
+    store.save_result("old", [page(1, "v4")], document_type="generic")
+    with store.session() as s:  # as a row written before the model column existed
+        s.execute(update(DocumentRow).where(DocumentRow.id == "old").values(model=None))
+    assert store.get("old").model == "ppocr-v4"
+    assert find_reusable(store, "acme", sha, MaskPolicy()).source == "old"
+    assert find_reusable(store, "acme", sha, MaskPolicy(), model="ppocr-v6-small") is None
+    store.add_document(DocumentRow(id="new", tenant="acme", sha256=sha))
+    store.save_result("new", [page(1, "v6")], document_type="generic", model="ppocr-v6-small")
+    reused = find_reusable(store, "acme", sha, MaskPolicy(), model="ppocr-v6-small")
+    assert (reused.source, reused.model, reused.pages[0].lines[0].text) == ("new", "ppocr-v6-small", "v6")
+    assert find_reusable(store, "acme", sha, MaskPolicy()).source == "old"
+    with pytest.raises(ValueError, match="unknown model version 'ppocr-v5'; known: ppocr-v4, ppocr-v6-small"):
+        store.save_result("new", [page(1)], document_type="generic", model="ppocr-v5")

@@ -102,14 +102,15 @@ def test_triton_round_trips_are_counted_by_model(scrape):
     class Client:
         fail = False
 
-        def infer(self, model, inputs, outputs, client_timeout):
+        def infer(self, model, inputs, model_version, outputs, client_timeout):
+            assert model_version == "1"  # the default version's directory
             if self.fail:
                 raise InferenceServerException("gone", status="StatusCode.UNAVAILABLE")
             return Result()
 
     networks = TritonNetworks.__new__(TritonNetworks)
     import tritonclient.grpc as grpcclient
-    networks.url, networks.timeout_s, networks.max_batch_size = "t:8001", 1.0, 8
+    networks.url, networks.timeout_s, networks.max_batch_size, networks.version = "t:8001", 1.0, 8, "1"
     networks._grpc, networks.client = grpcclient, Client()
     before = scrape()
     networks.classify(np.zeros((10, 3, 48, 192), dtype=np.float32))  # two requests: 8 + 2

@@ -90,3 +90,10 @@ def test_the_backbones_are_fused(name, role, expected):
     spec = convert.model_version(name)
     counts = fuse.fuse(convert.load_onnx(convert.onnx_dir(name) / spec.files[role], fused=False))
     assert all(counts[k] >= 10 for k in expected), counts
+
+
+def test_the_catalog_names_exactly_the_versions_the_core_knows():
+    from ocrfleet import models
+
+    assert tuple(convert.VERSIONS) == models.KNOWN and convert.DEFAULT_VERSION == models.DEFAULT
+    assert sorted(v.triton_version for v in convert.VERSIONS.values()) == list(range(1, len(models.KNOWN) + 1))

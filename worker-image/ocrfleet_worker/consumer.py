@@ -290,11 +290,12 @@ class Worker:
             task = replace(task, blob=blob.ref, sha256=blob.sha256)
         self.store.add_document(_document_row(task))
         policy = MaskPolicy.from_names(task.mask_fields)
+        model = getattr(self.pipeline.engine, "model", None)  # the version this worker reads with
         reused = find_reusable(self.store, task.tenant, task.sha256, policy, requested_type=task.document_type,
-                               exclude=task.document_id)
+                               exclude=task.document_id, model=model)
         if reused is not None:
             self.store.save_result(task.document_id, reused.pages, document_type=reused.document_type,
-                                   processing_ms=0.0, cached_from=reused.source)
+                                   processing_ms=0.0, cached_from=reused.source, model=reused.model)
             self.stats.cached += 1
             self.stats.succeeded += 1
             metrics.document_finished(DocumentStatus.SUCCEEDED)
@@ -304,7 +305,7 @@ class Worker:
             data = self.blobs.read(task.blob)
         done = self.pipeline.process(data, requested_type=task.document_type, mask=policy)
         self.store.save_result(task.document_id, done.pages, document_type=done.document_type,
-                               processing_ms=round(done.processing_ms, 1))
+                               processing_ms=round(done.processing_ms, 1), model=model)
         self.stats.succeeded += 1
         self.stats.pages += len(done.pages)
         metrics.document_finished(DocumentStatus.SUCCEEDED)

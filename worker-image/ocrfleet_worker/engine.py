@@ -47,6 +47,11 @@ class _PipelineEngine:
         self.networks = networks
         self.pipeline = ModelReader(networks, dictionary, settings)
 
+    @property
+    def model(self) -> str:
+        """The model version it reads with (recorded with each result)."""
+        return self.networks.model
+
     def read_page(self, image: np.ndarray) -> PageRead:
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 3:

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ocrfleet import models
 from ocrfleet_worker.model import fuse
 
 #: Bumped whenever the conversion changes what it writes; part of the cache key.
@@ -85,15 +86,12 @@ VERSIONS: dict[str, ModelVersion] = {v.name: v for v in (
         "det": "PP-OCRv6_det_small.onnx", "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
         "rec": "PP-OCRv6_rec_small.onnx"}, triton_version=2),
 )}
-DEFAULT_VERSION = "ppocr-v4"
+DEFAULT_VERSION = models.DEFAULT
 
 
 def model_version(name: str | None = None) -> ModelVersion:
     """The named version (the default without a name); an unknown name says which exist."""
-    name = name or DEFAULT_VERSION
-    if name not in VERSIONS:
-        raise ValueError(f"unknown model version {name!r}; known: {', '.join(VERSIONS)}")
-    return VERSIONS[name]
+    return VERSIONS[models.check(name)]  # the names are the core's (a test keeps the two the same)
 
 KEYS_FILE = "ppocr_keys.txt"
 
