@@ -98,8 +98,8 @@ class Intake:
 
         ``batch`` names the API batch or CLI run the documents are counted in (its total and
         enqueued counters, :class:`~ocrfleet.progress.JobProgress`); ``model``, the version the
-        pool's workers read with (an earlier result by another version answers nothing). Raises :class:`NotQueued`
-        when the queue refuses the tasks.
+        pool's workers read with (an earlier result by another version answers nothing). Raises
+        :class:`NotQueued` when the queue refuses the tasks.
         """
         if batch:
             self.progress.set_total(batch, len(documents))

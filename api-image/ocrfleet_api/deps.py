@@ -2,9 +2,9 @@
 
 ``TenantDep`` authenticates, applies the tenant's rate limit and, for a signed request,
 holds the (small) body to its declared hash. ``StreamingTenantDep`` does the same but leaves
-the body unread: upload routes check its hash while they stream it. :func:`json_body` parses
-a small JSON body into a model only after the caller was authenticated (a body parameter
-would make FastAPI read it first).
+the body unread: upload routes check its hash while they stream it. :func:`parse_json` parses
+a small JSON body into a model once the caller is authenticated (a body parameter would make
+FastAPI read it first).
 
 Each is one function of the request alone: FastAPI solves a dependency tree anew for every
 request, and on the hottest route (check-cache) a tree of twelve cost two thirds of the
@@ -67,10 +67,3 @@ def parse_json(model: type[BaseModel], body: bytes) -> BaseModel:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise invalid_body(exc) from None
-
-
-def json_body(model: type[BaseModel]):
-    """A dependency: the request's JSON body as ``model``, read once the caller is authenticated."""
-    async def parse(request: Request, _principal: TenantDep) -> BaseModel:  # the same (cached) TenantDep
-        return parse_json(model, await request.body())
-    return Depends(parse)

@@ -85,9 +85,10 @@ class TritonNetworks:
 
         from ocrfleet_worker.model.convert import model_version
 
+        version = model_version(model)
         self.url = url
-        self.model = model_version(model).name
-        self.version = str(model_version(model).triton_version)
+        self.model = version.name
+        self.version = str(version.triton_version)
         """The version directory of each ``ocr_*`` model that serves :attr:`model`."""
         self.timeout_s = timeout_s
         self.max_batch_size = max_batch_size

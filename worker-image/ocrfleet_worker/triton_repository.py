@@ -13,7 +13,8 @@ servable repository for a :class:`TritonModelSettings`: each ``config.pbtxt`` ge
 ``triton_version``: ``1`` for ppocr-v4, ``2`` for ppocr-v6-small) with ``model.py`` and that
 version's TorchScript modules converted for the instances' device
 (:mod:`ocrfleet_worker.model.convert`). The configs' ``version_policy`` lists exactly those
-directories, so Triton loads the versions side by side and a client names the one it wants. In a pod, an init container of the worker image runs::
+directories, so Triton loads the versions side by side and a client names the one it wants.
+In a pod, an init container of the worker image runs::
 
     python -m ocrfleet_worker.triton_repository render --out /models   # settings from OCRFLEET_TRITON_*
 

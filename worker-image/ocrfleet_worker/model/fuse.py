@@ -297,8 +297,6 @@ def _shifted_maxpool(graph) -> int:
 
 
 def _fuse_hardswish(graph) -> int:
-    from onnx import helper
-
     g = _Graph(graph)
     doomed, fused = [], []
     for add in list(graph.node):
@@ -315,17 +313,8 @@ def _fuse_hardswish(graph) -> int:
         if div is None or div.input[0] != mul.output[0] or g.scalar(div.input[1]) != 6.0:
             continue
         doomed += [add, clip, mul, div]
-        fused.append((div, helper.make_node("HardSwish", [x], [div.output[0]], domain=DOMAIN,
-                                            name=f"{div.output[0]}_hardswish".replace(".", "_"))))
-    replacement = {id(old): new for old, new in fused}
-    kept = []
-    for node in graph.node:
-        if id(node) in replacement:
-            kept.append(replacement[id(node)])
-        elif id(node) not in {id(n) for n in doomed}:
-            kept.append(node)
-    del graph.node[:]
-    graph.node.extend(kept)
+        fused.append((div, _fused_node("HardSwish", [x], div)))
+    _replace(graph, doomed, fused)
     return len(fused)
 
 
